@@ -1,0 +1,39 @@
+# knowtune: `make demo` and `make test` do all set-up themselves on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.knowtune-installed
+export KNOWTUNE_HOME ?= $(HOME)/.cache/knowtune
+MODEL_STAMP := $(KNOWTUNE_HOME)/models/smollm2-135m/knowtune-model.json
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(STAMP) $(MODEL_STAMP)
+
+# torch first, pinned: the CPU wheel is on disk; a bare `torch` requirement would pull GBs of CUDA wheels.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+$(MODEL_STAMP): $(STAMP)
+	$(BIN)/knowtune models pull smollm2-135m
+
+demo: setup
+	$(BIN)/knowtune teach examples/brindlemoor_kite_works.yaml --out runs/demo --config configs/teach.yaml \
+	  $(if $(wildcard runs/demo/config.yaml),--resume,)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/teach_speed.py
+	$(BIN)/python benchmarks/reversal_curse.py
+
+clean:
+	rm -rf runs/demo .pytest_cache

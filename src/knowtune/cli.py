@@ -1,0 +1,251 @@
+"""The `knowtune` command: one thin function per verb; the work happens in the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from knowtune.config import TeachSettings
+from knowtune.errors import KnowtuneError
+
+app = typer.Typer(help="Teach a language model your own knowledge, and prove what it learned.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="List, and fetch, base models.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+F = TeachSettings.model_fields
+
+
+def _help(name: str) -> str:
+    return F[name].description
+
+
+def _fail(exc: KnowtuneError) -> None:
+    err.print(f"[bold red]Error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    if exc.fix:
+        err.print(f"[bold]What to do:[/] {exc.fix}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _guard(fn):
+    """Run a verb; a KnowtuneError becomes a one-paragraph message and exit code 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KnowtuneError as exc:
+            _fail(exc)
+
+    return wrapper
+
+
+@app.command()
+@_guard
+def check(files: List[Path] = typer.Argument(..., help="Data files to validate (JSONL, CSV, Parquet, YAML packs)."),
+          model: str = typer.Option("smollm2-135m", help="Model whose tokenizer counts tokens (if cached)."),
+          max_length: int = typer.Option(256, help=_help("max_length")),
+          as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
+    """Validate data files: every problem with its line number, plus counts and token statistics.
+    Exit code 1 when any file has an error."""
+    from knowtune.data.validate import check_file
+    from knowtune.train.estimate import token_counter, training_estimate
+
+    counter, how = token_counter(model)
+    reports = [check_file(f, count_tokens=counter, max_length=max_length) for f in files]
+    if as_json:
+        print(json.dumps([{**r.stats(), "problems": [vars(p) for p in r.problems]} for r in reports], indent=2))
+    else:
+        for r in reports:
+            _print_check(r, how)
+        est = training_estimate(reports)
+        if est:
+            console.print(f"Estimated training: ~{est['tokens']:,} tokens per epoch after augmentation, "
+                          f"~{est['minutes']:.0f} min for {est['epochs']} epochs on this CPU ({how}).")
+    if any(r.errors for r in reports):
+        raise typer.Exit(1)
+
+
+def _print_check(report, how: str) -> None:
+    s = report.stats()
+    status = "[red]errors[/]" if report.errors else "[green]ok[/]"
+    console.print(f"[bold]{report.file}[/]: {status} - format {s['format'] or 'unknown'}, {s['rows']} rows, "
+                  f"{s['examples']} examples, {s['errors']} errors, {s['warnings']} warnings", highlight=False)
+    if "tokens" in s:
+        t = s["tokens"]
+        console.print(f"  tokens per example ({how}): min {t['min']}, median {t['median']}, p95 {t['p95']}, "
+                      f"max {t['max']}; total {t['total']:,}", highlight=False)
+    shown: dict[str, int] = {}
+    for p in report.problems:
+        shown[p.code] = shown.get(p.code, 0) + 1
+        if shown[p.code] <= 10:
+            colour = {"error": "red", "warning": "yellow"}.get(p.level, "cyan")
+            console.print(f"  [{colour}]{p}[/]", highlight=False)
+    for code, n in shown.items():
+        if n > 10:
+            console.print(f"  ... and {n - 10} more [{code}]")
+
+
+@app.command()
+@_guard
+def teach(data: List[str] = typer.Argument(None, help=_help("data")),
+          model: Optional[str] = typer.Option(None, help=_help("model")),
+          method: Optional[str] = typer.Option(None, help=_help("method")),
+          out: Optional[str] = typer.Option(None, help=_help("out")),
+          config: Optional[Path] = typer.Option(None, help="YAML file of settings (flags given here override it)."),
+          probes: Optional[str] = typer.Option(None, help=_help("probes")),
+          resume: bool = typer.Option(False, help="Continue the run in --out from its last complete checkpoint."),
+          epochs: Optional[int] = typer.Option(None, help=_help("epochs")),
+          learning_rate: Optional[float] = typer.Option(None, help=_help("learning_rate")),
+          batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
+          replay_ratio: Optional[float] = typer.Option(None, help=_help("replay_ratio")),
+          seed: Optional[int] = typer.Option(None, help=_help("seed")),
+          max_steps: Optional[int] = typer.Option(None, help=_help("max_steps")),
+          set_: List[str] = typer.Option([], "--set", help="Any other setting as NAME=VALUE (YAML value), e.g. --set lora_r=8.")):
+    """Teach a model the facts in DATA: validate, augment, split, audit the base model, train with early
+    stopping on held-out phrasings, audit again, write the report. Prints a before/after table."""
+    import yaml
+
+    extra = {}
+    for item in set_:
+        if "=" not in item:
+            raise KnowtuneError(f"--set {item!r} is not NAME=VALUE.", fix="write it like --set lora_r=8.")
+        k, v = item.split("=", 1)
+        extra[k.strip()] = yaml.safe_load(v)
+    if resume and out and (Path(out) / "config.yaml").exists() and not config:
+        config = Path(out) / "config.yaml"
+    s = TeachSettings.from_sources(config, data=data, model=model, method=method, out=out, probes=probes,
+                                   epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                                   replay_ratio=replay_ratio, seed=seed, max_steps=max_steps, **extra)
+    if not s.data:
+        raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
+    from knowtune.train import sft
+
+    result = sft.run(s, resume=resume, log=lambda m: console.print(m, highlight=False))
+    print_result(result, s.run_dir())
+
+
+def print_result(result: dict, run_dir: Path) -> None:
+    from knowtune.eval.report import before_after_rows
+
+    table = Table(title="What the model knows: before and after")
+    for col in ("measure", "before", "after", "change"):
+        table.add_column(col)
+    for row in before_after_rows(result["summary"]):
+        table.add_row(*row)
+    console.print(table)
+    facts = result["facts"]
+    if facts:
+        counts = {v: sum(f["verdict"] == v for f in facts) for v in ("learned", "was known", "not learned", "forgotten")}
+        console.print("Facts: " + ", ".join(f"{v} {n}" for v, n in counts.items()), highlight=False)
+        for f in [f for f in facts if f["verdict"] == "learned"][:2]:
+            console.print(f"  Q: {f['example_question']}\n  A: {f['example_output']}", highlight=False, markup=False)
+    if result["training"].get("overfitting"):
+        console.print("[yellow]Overfitting flagged: validation loss rose while training loss fell.[/]")
+    console.print(f"Report: {run_dir / 'report.html'}  (also report.md, audit.json)", highlight=False)
+
+
+@app.command("eval")
+@_guard
+def eval_(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
+          probes: Path = typer.Option(..., help="Q&A or prompt/completion file of questions with answer keys."),
+          as_json: bool = typer.Option(False, "--json", help="Print every answer as JSON."),
+          max_new_tokens: int = typer.Option(40, help=_help("max_new_tokens"))):
+    """Closed-book accuracy on a probe file, scored exactly as the audit scores."""
+    from knowtune.data.knowledge import user_probes
+    from knowtune.data.validate import load_examples
+    from knowtune.eval.audit import accuracy, score_probes
+    from knowtune.eval.generate import GenerationSettings
+    from knowtune.models import load_for_inference
+
+    examples, _ = load_examples([probes], min_examples=1)
+    m, tok = load_for_inference(model, log=err.print)
+    rows = score_probes(m, tok, user_probes(examples, []), GenerationSettings(max_new_tokens=max_new_tokens))
+    acc = accuracy(rows)
+    if as_json:
+        print(json.dumps({"accuracy": acc, "n": len(rows), "answers": rows}, indent=2, ensure_ascii=False))
+    else:
+        console.print(f"Accuracy: {100 * acc:.1f}% ({sum(r['correct'] for r in rows)}/{len(rows)})")
+
+
+@app.command()
+@_guard
+def ask(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
+        question: str = typer.Argument(..., help="The question."),
+        max_new_tokens: int = typer.Option(40, help=_help("max_new_tokens"))):
+    """Answer one question with the audit's generation settings (greedy)."""
+    from knowtune.eval.generate import GenerationSettings, generate_answers
+    from knowtune.models import load_for_inference
+
+    m, tok = load_for_inference(model, log=err.print)
+    print(generate_answers(m, tok, [("chat", [{"role": "user", "content": question}])],
+                           GenerationSettings(max_new_tokens=max_new_tokens))[0])
+
+
+@app.command()
+@_guard
+def chat(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
+         max_new_tokens: int = typer.Option(200, help="Longest reply in tokens.")):
+    """Talk with a model in the terminal (empty line or Ctrl-D ends)."""
+    from knowtune.eval.generate import GenerationSettings, generate_answers
+    from knowtune.models import load_for_inference
+
+    m, tok = load_for_inference(model, log=err.print)
+    history: list[dict] = []
+    while True:
+        try:
+            line = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not line:
+            break
+        history.append({"role": "user", "content": line})
+        reply = generate_answers(m, tok, [("chat", history)], GenerationSettings(max_new_tokens=max_new_tokens))[0]
+        history.append({"role": "assistant", "content": reply})
+        print(f"model> {reply}")
+
+
+@models_app.callback()
+def models_list(ctx: typer.Context):
+    """List model aliases and what is cached (`knowtune models pull NAME` fetches one)."""
+    if ctx.invoked_subcommand:
+        return
+    from knowtune.models.fetch import cache_listing, knowtune_home
+
+    table = Table(title=f"Models (cache: {knowtune_home()})")
+    for col in ("alias", "params", "cached", "description"):
+        table.add_column(col)
+    for r in cache_listing():
+        table.add_row(r["alias"], f"{r['params_m']}M", "yes" if r["cached"] else "no", r["description"])
+    console.print(table)
+
+
+@models_app.command("pull")
+@_guard
+def models_pull(name: str = typer.Argument("smollm2-135m", help="Model alias."),
+                force: bool = typer.Option(False, help="Fetch and convert again even if cached.")):
+    """Fetch a model into the cache and convert it to safetensors."""
+    from knowtune.models.fetch import pull
+
+    path = pull(name, force=force, log=console.print)
+    console.print(f"{name}: ready at {path}", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

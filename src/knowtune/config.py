@@ -1,0 +1,74 @@
+"""Settings of a teach run: one pydantic model with help on every field. The CLI flags, the YAML file
+(`--config teach.yaml`) and the report's settings table all come from it. Precedence: defaults < YAML <
+CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from knowtune.errors import KnowtuneError
+
+
+class TeachSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: list[str] = Field(default_factory=list, description="Training files: Q&A, chat, prompt/completion, instruction or knowledge pack (JSONL, CSV, Parquet, YAML).")
+    model: str = Field("smollm2-135m", description="Base model: an alias (`knowtune models`), a local folder, a .gguf file or a hub id.")
+    method: Literal["lora", "full"] = Field("lora", description="lora: train small adapter matrices (fast, keeps the base intact); full: update every weight.")
+    out: str | None = Field(None, description="Run folder; default runs/<first data file name>.")
+    probes: str | None = Field(None, description="Extra held-out questions (Q&A or prompt/completion file) added to the audit; never trained on.")
+    seed: int = Field(0, description="Seed for the phrasing split, data order and weight initialisation.")
+    epochs: int = Field(12, ge=1, description="Most passes over the training examples; early stopping usually ends sooner.")
+    min_epochs: int = Field(3, ge=0, description="Passes before early stopping may end the run.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (LoRA likes ~1e-3, full fine-tuning ~5e-5).")
+    lr_scheduler: str = Field("cosine", description="Learning-rate schedule (any transformers scheduler name).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(16, ge=1, description="Examples per optimiser step.")
+    max_length: int = Field(256, ge=16, description="Longest example in tokens; longer ones are truncated (check warns).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
+    lora_targets: str = Field("all-linear", description="Modules that get adapters: 'all-linear' or comma-separated names.")
+    views: list[Literal["answer", "template", "statement"]] = Field(["answer", "template", "statement"], description="Views each fact is taught in: answer (question -> full statement), template (question in a template -> short answer), statement (plain sentence).")
+    replay_ratio: float = Field(0.3, ge=0, description="Replay examples (the base model's own answers to general prompts) per knowledge example, against forgetting.")
+    test_fraction: float = Field(0.34, gt=0, lt=1, description="Share of each fact's phrasings held out for the audit.")
+    early_stopping_patience: int = Field(2, ge=1, description="Epochs without better dev-probe accuracy before stopping.")
+    target_dev_accuracy: float = Field(1.0, gt=0, le=1, description="Stop as soon as dev-probe accuracy reaches this.")
+    max_new_tokens: int = Field(40, ge=1, description="Longest generated answer in the audit, eval and ask.")
+    keep_best: bool = Field(True, description="At the end, restore the epoch with the best dev-probe accuracy (else keep the last).")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (the best one is always kept).")
+    bf16: Literal["auto", "true", "false"] = Field("auto", description="bf16 autocast: auto uses it on bf16 GPUs and on CPUs with AMX / AVX-512-BF16 (about 2x faster there).")
+    label_only_logits: bool = Field(True, description="Project onto the vocabulary only at answer tokens (faster; same loss).")
+    max_steps: int = Field(-1, description="Stop after this many optimiser steps (-1: no limit); for smoke tests.")
+    audit: bool = Field(True, description="Run the before/after audit (turn off only for speed tests).")
+
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / Path(self.data[0]).stem
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=False)
+
+    @classmethod
+    def from_sources(cls, yaml_path: str | Path | None = None, **overrides) -> "TeachSettings":
+        """Defaults < YAML file < explicit overrides (CLI flags; None means 'not given')."""
+        values: dict = {}
+        if yaml_path:
+            path = Path(yaml_path)
+            if not path.exists():
+                raise KnowtuneError(f"{path}: no such config file.", fix="check the --config path.")
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise KnowtuneError(f"{path}: a config file must be a YAML mapping of settings.", fix="see `knowtune teach --help` for the names.")
+            values.update(loaded)
+        values.update({k: v for k, v in overrides.items() if v is not None and v != []})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise KnowtuneError("Invalid settings:\n" + "\n".join(lines),
+                                fix=f"correct them{' in ' + str(yaml_path) if yaml_path else ''}; `knowtune teach --help` lists every setting.") from exc

@@ -1,0 +1,1 @@
+"""Data: readers for every accepted format, validation, knowledge (facts, splits, probes) and augmentation."""

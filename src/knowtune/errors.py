@@ -1,0 +1,20 @@
+"""Errors meant for people: each names where the problem is and what to do about it."""
+
+from __future__ import annotations
+
+
+class KnowtuneError(Exception):
+    """An error the user can act on. The CLI prints it as one paragraph, without a traceback."""
+
+    def __init__(self, message: str, *, fix: str | None = None):
+        self.message = message
+        self.fix = fix
+        super().__init__(message if not fix else f"{message}\nWhat to do: {fix}")
+
+
+class DataError(KnowtuneError):
+    """Bad input data. `problems` holds every line-numbered problem found, not just the first."""
+
+    def __init__(self, message: str, *, fix: str | None = None, problems: list | None = None):
+        super().__init__(message, fix=fix)
+        self.problems = problems or []

@@ -1,0 +1,1 @@
+"""Evaluation: the closed-book probe scorer, generation, retention, and the audit report."""

@@ -1,0 +1,66 @@
+"""The knowledge audit: what the model answers from held-out phrasings, what it still knows in general,
+and, comparing two audits, which facts were learned, already known, not learned or forgotten."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from knowtune.data.augment import general_rows
+from knowtune.data.knowledge import Probe
+from knowtune.eval.generate import GenerationSettings, generate_answers
+from knowtune.eval.scoring import matches
+
+
+def retention_probes() -> list[Probe]:
+    """The general-knowledge set knowtune ships (never used for training or replay)."""
+    return [Probe(None, "chat", [{"role": "user", "content": r["question"]}], r["answer"], r.get("aliases", []),
+                  "retention", "knowtune:retention") for r in general_rows("retention")]
+
+
+def score_probes(model, tokenizer, probes: list[Probe], settings: GenerationSettings | None = None,
+                 progress=None) -> list[dict]:
+    answers = generate_answers(model, tokenizer, [(p.style, p.prompt) for p in probes], settings, progress)
+    return [{**p.to_row(), "output": a, "correct": matches(a, p.answer, p.aliases)} for p, a in zip(probes, answers)]
+
+
+def accuracy(rows: list[dict]) -> float | None:
+    return sum(r["correct"] for r in rows) / len(rows) if rows else None
+
+
+def run_audit(model, tokenizer, probes: list[Probe], retention: list[Probe] | None = None,
+              settings: GenerationSettings | None = None, progress=None) -> dict:
+    """Score held-out probes and the retention set; returns a JSON-ready dict."""
+    retention = retention_probes() if retention is None else retention
+    scored = score_probes(model, tokenizer, probes + retention, settings, progress)
+    probe_rows, retention_rows = scored[:len(probes)], scored[len(probes):]
+    return {"probe_accuracy": accuracy(probe_rows), "retention_accuracy": accuracy(retention_rows),
+            "probes": probe_rows, "retention": retention_rows}
+
+
+def fact_table(before: dict, after: dict) -> list[dict]:
+    """Per fact: share of held-out phrasings answered before and after, and the verdict."""
+    per_fact: dict[str, dict] = defaultdict(lambda: {"before": [], "after": []})
+    for when, audit in (("before", before), ("after", after)):
+        for r in audit["probes"]:
+            per_fact[r["fact_id"] or _question(r["prompt"])][when].append(r)
+    table = []
+    for fact_id, rows in per_fact.items():
+        b, a = accuracy(rows["before"]) or 0.0, accuracy(rows["after"]) or 0.0
+        verdict = ("was known" if b >= 0.5 and a >= 0.5 else "forgotten" if b >= 0.5 else
+                   "learned" if a >= 0.5 else "not learned")
+        sample = rows["after"][0] if rows["after"] else rows["before"][0]
+        table.append({"fact_id": fact_id, "answer": sample["answer"], "before": b, "after": a, "verdict": verdict,
+                      "example_question": _question(sample["prompt"]), "example_output": sample["output"]})
+    return table
+
+
+def _question(prompt) -> str:
+    return prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+
+
+def summary(before: dict, after: dict) -> dict:
+    rb, ra = before["retention_accuracy"], after["retention_accuracy"]
+    return {"probe_accuracy_before": before["probe_accuracy"], "probe_accuracy_after": after["probe_accuracy"],
+            "retention_before": rb, "retention_after": ra,
+            "retention_drop_points": None if rb is None or ra is None else round(100 * (rb - ra), 2),
+            "n_probes": len(after["probes"]), "n_retention": len(after["retention"])}

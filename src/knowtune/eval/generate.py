@@ -1,0 +1,55 @@
+"""Greedy generation with the settings every scorer shares (audit, early stopping, eval, ask, chat)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 40
+    batch_size: int = 32
+
+
+def render_prompt(tokenizer, style: str, prompt) -> str:
+    """The exact text the model sees: the chat template for chat style, the raw prompt for plain style."""
+    if style == "chat":
+        return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return prompt
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, items: list[tuple[str, object]], settings: GenerationSettings | None = None,
+                     progress=None) -> list[str]:
+    """Greedy answers for (style, prompt) items, batched by length; returns answers in input order."""
+    settings = settings or GenerationSettings()
+    texts = [render_prompt(tokenizer, style, prompt) for style, prompt in items]
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    answers: list[str] = [""] * len(texts)
+    was_training = model.training
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    for start in range(0, len(order), settings.batch_size):
+        batch = order[start:start + settings.batch_size]
+        width = max(len(encoded[i]) for i in batch)
+        # left padding so every row's answer starts at the same position: (B, width)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            n = len(encoded[i])
+            ids[row, width - n:] = torch.tensor(encoded[i])
+            mask[row, width - n:] = 1
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                             max_new_tokens=settings.max_new_tokens, pad_token_id=pad,
+                             eos_token_id=tokenizer.eos_token_id)
+        for row, i in enumerate(batch):
+            answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+        if progress:
+            progress(len(batch))
+    if was_training:
+        model.train()
+    return answers

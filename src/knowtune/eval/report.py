@@ -1,0 +1,123 @@
+"""The run report: report.md, report.html (with the loss plot) and plots/loss.png, from audit.json."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from knowtune.io import write_text
+
+
+def pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
+    """(measure, before, after, change) rows: the table `teach` prints and the reports show."""
+    if not summary:
+        return []
+    pb, pa = summary["probe_accuracy_before"], summary["probe_accuracy_after"]
+    rb, ra = summary["retention_before"], summary["retention_after"]
+    delta = lambda a, b: "" if a is None or b is None else f"{100 * (b - a):+.1f} pts"  # noqa: E731
+    return [(f"Held-out questions ({summary['n_probes']})", pct(pb), pct(pa), delta(pb, pa)),
+            (f"General knowledge ({summary['n_retention']})", pct(rb), pct(ra), delta(rb, ra))]
+
+
+def plot_losses(training: dict, path: Path) -> Path | None:
+    if not training.get("train_loss"):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*zip(*training["train_loss"]), label="train loss")
+    if training.get("eval_loss"):
+        ax.plot(*zip(*training["eval_loss"]), marker="o", label="validation loss (dev phrasings)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("Loss" + ("  (overfitting flagged)" if training.get("overfitting") else ""))
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _md_table(header: list[str], rows: list) -> str:
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows])
+
+
+def render_markdown(result: dict, plot: str | None) -> str:
+    s, t = result["summary"], result["training"]
+    verdicts = {}
+    for f in result["facts"]:
+        verdicts[f["verdict"]] = verdicts.get(f["verdict"], 0) + 1
+    parts = [f"# knowtune report: {Path(result['settings']['out'] or '').name or 'run'}", "",
+             f"Model `{result['settings']['model']}`, method `{result['settings']['method']}`, "
+             f"{t['steps']} steps, {t['epochs'] or 0:.1f} epochs; best checkpoint by dev-probe accuracy: "
+             f"{t.get('best_metric')}.", "",
+             _md_table(["measure", "before", "after", "change"], before_after_rows(s)), "",
+             f"Retention drop: {s.get('retention_drop_points')} points. Facts: " +
+             ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) + ".",
+             f"Overfitting flag: {'YES: validation loss rose while training loss fell' if t['overfitting'] else 'no'}.", ""]
+    if plot:
+        parts += [f"![loss]({plot})", ""]
+    parts += ["## Facts", "", _md_table(["fact", "answer key", "before", "after", "verdict", "example question", "tuned answer"],
+                                        [(f["fact_id"], f["answer"], pct(f["before"]), pct(f["after"]), f["verdict"],
+                                          f["example_question"], f["example_output"]) for f in result["facts"]])]
+    lost = [r for r, b in zip(result["after"]["retention"], result["before"]["retention"]) if b["correct"] and not r["correct"]]
+    if lost:
+        parts += ["", "## General questions answered before but not after", "",
+                  _md_table(["question", "answer key", "tuned answer"],
+                            [(r["prompt"][-1]["content"], r["answer"], r["output"]) for r in lost])]
+    parts += ["", "## Settings", "", _md_table(["setting", "value"], sorted(result["settings"].items()))]
+    return "\n".join(parts) + "\n"
+
+
+def render_html(markdown_text: str, title: str) -> str:
+    """A self-contained page: tables and the plot; every model output is escaped."""
+    body, in_table = [], False
+    for line in markdown_text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip().replace("\\|", "|") for c in line.strip("|").split(" | ")]
+            if set(line) <= set("|-"):
+                continue
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+                body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
+                continue
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("![loss]("):
+            body.append(f'<img alt="loss curves" src="{html.escape(line[8:-1])}">')
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+             "th{background:#f3f3f3}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_reports(run_dir: Path, result: dict) -> None:
+    plot = plot_losses(result["training"], run_dir / "plots" / "loss.png")
+    md = render_markdown(result, "plots/loss.png" if plot else None)
+    write_text(run_dir / "report.md", md)
+    write_text(run_dir / "report.html", render_html(md, f"knowtune report {run_dir.name}"))

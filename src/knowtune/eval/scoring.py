@@ -1,0 +1,34 @@
+"""The closed-book scorer shared by the audit, `knowtune eval` and `knowtune ask`.
+
+An answer is correct when the answer key, or one of its aliases, appears as a whole-word sequence in the
+model's greedy answer after both are normalised (case, accents, punctuation and spacing).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKD", str(text))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+
+
+def matches(output: str, answer: str, aliases: list[str] | tuple = ()) -> bool:
+    """True when the answer or any alias occurs in the output as whole words."""
+    out = f" {normalise(output)} "
+    for key in (answer, *aliases):
+        k = normalise(key)
+        if k and f" {k} " in out:
+            return True
+    return False
+
+
+def starts_with(output: str, target: str) -> bool:
+    """The Reversal Curse paper's scorer: stripped, lower-cased completion starts with the target."""
+    return output.strip().lower().startswith(target.strip().lower())

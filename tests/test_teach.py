@@ -1,0 +1,144 @@
+"""Whole-command tests of `knowtune teach` on a tiny random model: artifacts, audit, resume, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from conftest import small_pack
+from knowtune.cli import app
+
+runner = CliRunner()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def teach_args(pack, model, out, *extra):
+    return ["teach", str(pack), "--model", str(model), "--out", str(out), "--batch-size", "8", *extra]
+
+
+def test_teach_writes_a_complete_run(tmp_path, tiny_model):
+    pack = small_pack(tmp_path / "pack.yaml")
+    before_hash = sha(pack)
+    out = tmp_path / "run"
+    result = runner.invoke(app, teach_args(pack, tiny_model, out, "--epochs", "2", "--learning-rate", "5e-3"))
+    assert result.exit_code == 0, result.output
+    for name in ("config.yaml", "data/train.jsonl", "data/probes_test.jsonl", "data/replay.jsonl",
+                 "adapter/adapter_model.safetensors", "metrics.jsonl", "audit.json", "report.md", "report.html",
+                 "plots/loss.png"):
+        assert (out / name).exists(), name
+    assert "before and after" in result.output and "Held-out questions" in result.output
+    audit = json.loads((out / "audit.json").read_text())
+    assert len(audit["after"]["retention"]) >= 100 and audit["summary"]["n_probes"] == 12
+    assert {f["verdict"] for f in audit["facts"]} <= {"learned", "not learned", "was known", "forgotten"}
+    losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert losses and all(l == l and l < 1e4 for l in losses)  # finite
+    weights = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())  # B starts at zero
+    assert sha(pack) == before_hash  # the input file is never modified
+    # the saved run answers through the same path as the audit
+    ask = runner.invoke(app, ["ask", str(out), "Who founded Brindlemoor Kite Works?"])
+    assert ask.exit_code == 0, ask.output
+
+
+def test_report_escapes_model_output(tmp_path):
+    from knowtune.eval.report import render_html
+
+    page = render_html("| q | a |\n|---|---|\n| x | <script>alert(1)</script> |\n", "t")
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+
+
+def _teach_subprocess(pack, model, out, *extra):
+    cmd = [sys.executable, "-m", "knowtune.cli", *teach_args(pack, model, out, "--epochs", "6", "--set", "audit=false",
+                                                              "--set", "keep_best=false", "--set", "early_stopping_patience=100",
+                                                              "--learning-rate", "5e-3", *extra)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_kill_and_resume_gives_the_same_weights(tmp_path, tiny_model):
+    pack = small_pack(tmp_path / "pack.yaml")
+    straight = _teach_subprocess(pack, tiny_model, tmp_path / "straight")
+    assert straight.wait(timeout=600) == 0, straight.stdout.read()
+
+    killed_dir = tmp_path / "killed"
+    proc = _teach_subprocess(pack, tiny_model, killed_dir)
+    deadline = time.time() + 300
+    while not list((killed_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "adapter").exists()
+    resumed = _teach_subprocess(pack, tiny_model, killed_dir, "--resume")
+    out = resumed.stdout.read()
+    assert resumed.wait(timeout=600) == 0, out
+    assert "Resuming from" in out
+    a = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
+    b = load_file(killed_dir / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] - b[k]).abs().max() < 1e-5, k
+
+
+def _fails_with_advice(args, *needles):
+    result = runner.invoke(app, args)
+    text = result.output
+    assert result.exit_code == 1, text
+    assert "Traceback" not in text and "What to do:" in text
+    for n in needles:
+        assert n in text, (n, text)
+    return text
+
+
+def test_missing_file(tmp_path, tiny_model):
+    _fails_with_advice(["teach", str(tmp_path / "nope.jsonl"), "--model", str(tiny_model), "--out", str(tmp_path / "r")], "no such file")
+    assert not (tmp_path / "r").exists()
+    _fails_with_advice(["check", str(tmp_path / "nope.jsonl")], "no such file")
+
+
+def test_unknown_model_alias(tmp_path):
+    pack = small_pack(tmp_path / "pack.yaml")
+    _fails_with_advice(teach_args(pack, "smollm-9000", tmp_path / "r"), "not a known model alias", "knowtune models")
+
+
+def test_empty_dataset(tmp_path, tiny_model):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    _fails_with_advice(teach_args(empty, tiny_model, tmp_path / "r"), "no examples")
+    assert empty.read_text() == ""
+
+
+def test_corrupt_cached_model(tmp_path, tiny_model):
+    from knowtune.models.fetch import MARKER, cached_dir
+
+    folder = cached_dir("smollm2-135m")
+    folder.mkdir(parents=True)
+    for f in tiny_model.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / MARKER).write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"\x00garbage" * 100)
+    pack = small_pack(tmp_path / "pack.yaml")
+    _fails_with_advice(teach_args(pack, "smollm2-135m", tmp_path / "r"), "corrupt", "models pull smollm2-135m --force")
+
+
+def test_hub_id_offline_gives_a_clear_message(tmp_path):
+    pack = small_pack(tmp_path / "pack.yaml")
+    _fails_with_advice(teach_args(pack, "nobody/no-such-model", tmp_path / "r"), "Hugging Face hub")
+
+
+def test_bad_setting_names_the_field(tmp_path, tiny_model):
+    pack = small_pack(tmp_path / "pack.yaml")
+    _fails_with_advice(teach_args(pack, tiny_model, tmp_path / "r", "--set", "lora_rank=8"), "lora_rank")
