@@ -142,3 +142,15 @@ def test_hub_id_offline_gives_a_clear_message(tmp_path):
 def test_bad_setting_names_the_field(tmp_path, tiny_model):
     pack = small_pack(tmp_path / "pack.yaml")
     _fails_with_advice(teach_args(pack, tiny_model, tmp_path / "r", "--set", "lora_rank=8"), "lora_rank")
+
+
+def test_settings_precedence(tmp_path):
+    from knowtune.config import TeachSettings
+
+    cfg = tmp_path / "teach.yaml"
+    cfg.write_text("epochs: 5\nlora_r: 4\n")
+    s = TeachSettings.from_sources(cfg, epochs=7, data=["a.jsonl"], batch_size=None)
+    assert (s.epochs, s.lora_r, s.batch_size) == (7, 4, TeachSettings().batch_size)
+    result = runner.invoke(app, ["teach", str(tmp_path / "none.jsonl"), "--set", "epochs=2", "--set", "lora_r=3",
+                                 "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "no such file" in result.output  # --set merged with flags, no crash
