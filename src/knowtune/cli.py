@@ -125,7 +125,7 @@ def teach(data: List[str] = typer.Argument(None, help=_help("data")),
     flags = dict(data=data, model=model, method=method, out=out, probes=probes, epochs=epochs,
                  learning_rate=learning_rate, batch_size=batch_size, replay_ratio=replay_ratio, seed=seed,
                  max_steps=max_steps)
-    s = TeachSettings.from_sources(config, **{**extra, **{k: v for k, v in flags.items() if v not in (None, [])}})
+    s = TeachSettings.from_sources(config, extra, flags)
     if not s.data:
         raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
     from knowtune.train import sft

@@ -54,8 +54,9 @@ class TeachSettings(BaseModel):
         return yaml.safe_dump(self.model_dump(), sort_keys=False)
 
     @classmethod
-    def from_sources(cls, yaml_path: str | Path | None = None, **overrides) -> "TeachSettings":
-        """Defaults < YAML file < explicit overrides (CLI flags; None means 'not given')."""
+    def from_sources(cls, yaml_path: str | Path | None = None, *layers: dict, **overrides) -> "TeachSettings":
+        """Defaults < YAML file < each layer in turn (e.g. --set values, then flags) < keyword overrides.
+        A None or empty-list value means 'not given' and never hides a lower layer."""
         values: dict = {}
         if yaml_path:
             path = Path(yaml_path)
@@ -65,7 +66,8 @@ class TeachSettings(BaseModel):
             if not isinstance(loaded, dict):
                 raise KnowtuneError(f"{path}: a config file must be a YAML mapping of settings.", fix="see `knowtune teach --help` for the names.")
             values.update(loaded)
-        values.update({k: v for k, v in overrides.items() if v is not None and v != []})
+        for layer in (*layers, overrides):
+            values.update({k: v for k, v in layer.items() if v is not None and v != []})
         try:
             return cls(**values)
         except ValidationError as exc:
