@@ -27,6 +27,15 @@ def test_split_is_per_fact_and_reproducible():
     assert [[p.split for p in f.phrasings] for f in facts] == [[p.split for p in f.phrasings] for f in again]
 
 
+def test_test_fraction_zero_holds_nothing_out():
+    examples, _ = load_examples([EXAMPLE_PACK])
+    facts = knowledge.group_facts(examples)
+    knowledge.split_facts(facts, seed=0, test_fraction=0)
+    for f in facts:
+        splits = [p.split for p in f.phrasings]
+        assert splits.count("test") == 0 and splits.count("dev") == 1 and splits.count("train") == 5
+
+
 def test_audit_phrasings_never_enter_training():
     facts = pack_facts()
     items = augment.knowledge_items(facts)

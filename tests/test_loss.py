@@ -26,3 +26,39 @@ def test_label_only_loss_matches_full_loss(tiny_model):
     assert torch.allclose(one, by_hand, atol=1e-5)
     lora = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
     assert torch.allclose(label_only_loss(lora, {"input_ids": ids, "labels": labels}), lora(input_ids=ids, labels=labels).loss, atol=1e-5)
+
+
+def test_trainer_loss_runs_in_mixed_precision(tmp_path, tiny_model):
+    """The label-only loss calls the decoder directly; it must still run inside accelerate's bf16 autocast
+    (bypassing it once made every step run in fp32, ~2x slower on CPUs with bf16 support)."""
+    from knowtune.config import TeachSettings
+    from knowtune.data.augment import TrainItem
+    from knowtune.eval.generate import GenerationSettings
+    from knowtune.models import load_model_and_tokenizer
+    from knowtune.train import sft
+
+    model, tok = load_model_and_tokenizer(str(tiny_model))
+    s = TeachSettings(data=["x"], model=str(tiny_model), bf16="true", batch_size=2, epochs=1)
+    items = [TrainItem("plain", f"Question {i}:", f" answer {i}", "bench") for i in range(4)]
+    prep = sft.Prepared(facts=[], dev=[], test=[], items=items)
+    trainer, _ = sft._build_trainer(s, model, tok, items, prep, tmp_path, GenerationSettings())
+    assert not trainer.args.gradient_checkpointing  # knowtune's default; trl's is on
+    seen = []
+    layer = trainer.model.get_base_model().model.layers[0].mlp.down_proj
+    layer.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    assert torch.isfinite(loss) and seen == [torch.bfloat16]
+
+
+def test_overfitting_verdict():
+    from knowtune.train.sft import overfitting_verdict
+
+    train = [(1, 2.0), (2, 1.0), (3, 0.5)]
+    assert overfitting_verdict(train, [(1, 2.0), (2, 1.5), (3, 1.6)], [])[0] is False  # within 10% of best
+    flag, note = overfitting_verdict(train, [(1, 2.0), (2, 1.5), (3, 2.0)], [(1, 0.2), (2, 0.6), (3, 0.4)])
+    assert flag and "accuracy fell" in note
+    flag, note = overfitting_verdict(train, [(1, 2.0), (2, 1.5), (3, 2.0)], [(1, 0.2), (2, 0.6), (3, 0.6)])
+    assert flag and "did not fall" in note
+    assert overfitting_verdict(train[:1], [(1, 2.0)], [])[0] is False

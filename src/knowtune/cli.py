@@ -150,7 +150,7 @@ def print_result(result: dict, run_dir: Path) -> None:
         for f in [f for f in facts if f["verdict"] == "learned"][:2]:
             console.print(f"  Q: {f['example_question']}\n  A: {f['example_output']}", highlight=False, markup=False)
     if result["training"].get("overfitting"):
-        console.print("[yellow]Overfitting flagged: validation loss rose while training loss fell.[/]")
+        console.print(f"[yellow]Flag: {result['training']['overfitting_note']}[/]", highlight=False)
     console.print(f"Report: {run_dir / 'report.html'}  (also report.md, audit.json)", highlight=False)
 
 

@@ -85,13 +85,14 @@ def split_facts(facts: list[Fact], seed: int = 0, test_fraction: float = 0.34) -
 
     n phrasings: test = round(n * test_fraction) (at least 1 when n >= 2), dev = 1 when at least 3 are
     left, train = the rest. A fact asked only once is trained only (it has no held-out phrasing).
+    test_fraction 0 holds nothing out for the audit (use it when a --probes file is the audit).
     """
     rng = random.Random(seed)
     for fact in facts:
         free = [p for p in fact.phrasings if p.split == "train"]
         rng.shuffle(free)
         n = len(free)
-        n_test = 0 if n < 2 else max(1, round(n * test_fraction))
+        n_test = 0 if n < 2 or test_fraction == 0 else max(1, round(n * test_fraction))
         if any(p.split == "test" for p in fact.phrasings):
             n_test = 0  # the user pinned held-out phrasings: use those
         n_dev = 1 if n - n_test >= 3 else 0

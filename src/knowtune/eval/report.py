@@ -66,7 +66,7 @@ def render_markdown(result: dict, plot: str | None) -> str:
              _md_table(["measure", "before", "after", "change"], before_after_rows(s)), "",
              f"Retention drop: {s.get('retention_drop_points')} points. Facts: " +
              ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) + ".",
-             f"Overfitting flag: {'YES: validation loss rose while training loss fell' if t['overfitting'] else 'no'}.", ""]
+             f"Overfitting: {'flagged' if t['overfitting'] else 'not flagged'}; {t.get('overfitting_note', '')}", ""]
     if plot:
         parts += [f"![loss]({plot})", ""]
     parts += ["## Facts", "", _md_table(["fact", "answer key", "before", "after", "verdict", "example question", "tuned answer"],

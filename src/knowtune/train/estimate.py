@@ -5,7 +5,7 @@ from __future__ import annotations
 from knowtune.config import TeachSettings
 
 # Measured with benchmarks/teach_speed.py: SmolLM2-135M + LoRA, 2 CPU cores (tokens per second, training).
-CPU_TOKENS_PER_SECOND = 1500
+CPU_TOKENS_PER_SECOND = 450
 VIEWS_PER_EXAMPLE = 2.2  # answer + template views, plus a statement per fact, on average
 
 

@@ -191,6 +191,7 @@ def _build_trainer(s: TeachSettings, model, tokenizer, items, prep: Prepared, ru
         report_to="none", max_length=s.max_length, completion_only_loss=True, pad_to_multiple_of=16,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, disable_tqdm=False, save_only_model=False, bf16=use_bf16(s.bf16),
+        activation_checkpointing=s.gradient_checkpointing,  # transformers 5 name; trl turns it on by default
     )
     peft_config = None
     if s.method == "lora":
@@ -248,7 +249,9 @@ class ProbeSFTTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not (self.label_only_logits and model.training and not return_outputs):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        return label_only_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
+        # The loss calls the decoder directly, bypassing the autocast that accelerate wraps around forward().
+        with self.accelerator.autocast():
+            return label_only_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
 
     def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
         output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
@@ -296,10 +299,26 @@ def _training_summary(run_dir: Path, trainer) -> dict:
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
     dev = [(r["epoch"], r["eval_dev_accuracy"]) for r in rows if "eval_dev_accuracy" in r]
-    overfit = False
-    if len(evals) >= 2 and len(train) >= 2:
-        best = min(v for _, v in evals)
-        overfit = evals[-1][1] > 1.1 * best and train[-1][1] < train[0][1]
+    overfit, note = overfitting_verdict(train, evals, dev)
     return {"steps": trainer.state.global_step, "epochs": trainer.state.epoch,
             "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
-            "train_loss": train, "eval_loss": evals, "dev_accuracy": dev, "overfitting": overfit}
+            "train_loss": train, "eval_loss": evals, "dev_accuracy": dev, "overfitting": overfit,
+            "overfitting_note": note}
+
+
+def overfitting_verdict(train: list, evals: list, dev: list) -> tuple[bool, str]:
+    """(flag, one sentence). Flagged when validation loss ended 10% above its best while training loss fell.
+    With dev probes, the sentence also says whether held-out accuracy fell: a rising loss with steady
+    accuracy means over-confidence on the answers it gets wrong, not lost knowledge."""
+    if len(evals) < 2 or len(train) < 2:
+        return False, "too few evaluations to judge overfitting."
+    best = min(v for _, v in evals)
+    if not (evals[-1][1] > 1.1 * best and train[-1][1] < train[0][1]):
+        return False, "no sign of overfitting: validation loss stayed within 10% of its best."
+    if dev and dev[-1][1] < max(a for _, a in dev):
+        return True, ("overfitting: validation loss rose while training loss fell, and dev-probe accuracy fell "
+                      "from its best (the best epoch was kept).")
+    if dev:
+        return True, ("validation loss rose while training loss fell (over-confidence on the answers it gets "
+                      "wrong), but dev-probe accuracy did not fall.")
+    return True, "overfitting: validation loss rose while training loss fell."
