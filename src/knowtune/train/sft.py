@@ -83,15 +83,20 @@ def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
         raise KnowtuneError(
             f"Training diverged: the loss or weights became NaN/inf at step {guard.diverged_at}. Nothing "
             "non-finite was saved.", fix=f"lower the learning rate (now {s.learning_rate}) and run again.")
-    tuned = trainer.model
-    _save_weights(tuned, tokenizer, s, run_dir)
+    _save_weights(trainer.model, tokenizer, s, run_dir)
+    training = _training_summary(run_dir, trainer)
+    del trainer, model
+    # Audit the saved run exactly as `knowtune ask` / `eval` load it (fp32 base + merged adapter), not the
+    # training-time model, whose frozen base may be stored in bf16.
+    from knowtune.models.load import load_for_inference
 
+    tuned, tokenizer = load_for_inference(str(run_dir), log=log)
     after = _audit(tuned, tokenizer, prep.test, gen, s, "tuned model", log)
     from knowtune.eval.report import write_reports
 
     result = {"settings": s.model_dump(), "summary": summary(before, after) if s.audit else {},
               "facts": fact_table(before, after) if s.audit else [], "before": before, "after": after,
-              "training": _training_summary(run_dir, trainer)}
+              "training": training}
     write_json(run_dir / "audit.json", result)
     write_reports(run_dir, result)
     return result
@@ -194,6 +199,8 @@ def _build_trainer(s: TeachSettings, model, tokenizer, items, prep: Prepared, ru
         activation_checkpointing=s.gradient_checkpointing,  # transformers 5 name; trl turns it on by default
     )
     peft_config = None
+    if s.method == "lora" and cfg.bf16:
+        frozen_linears_to_bf16(model)
     if s.method == "lora":
         targets = "all-linear" if s.lora_targets == "all-linear" else [t.strip() for t in s.lora_targets.split(",")]
         peft_config = LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
@@ -208,6 +215,29 @@ def _build_trainer(s: TeachSettings, model, tokenizer, items, prep: Prepared, ru
                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
                               dev_probes=prep.dev, generation=gen, label_only_logits=s.label_only_logits)
     return trainer, guard
+
+
+def frozen_linears_to_bf16(model) -> int:
+    """Store the linear weights that LoRA keeps frozen in bf16; returns how many were cast.
+
+    Under bf16 autocast every linear layer computes in bf16 anyway, so the numbers are unchanged; what goes
+    is the fp32 copy of each weight and the bf16 copy autocast would cache each step (together ~1.5x the
+    model's size). Embeddings, norms and the (often tied) output projection stay fp32; the LoRA matrices are
+    created in fp32 by peft.
+    """
+    skip = model.get_output_embeddings()
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not skip and module.weight.dtype == torch.float32:
+            module.to(torch.bfloat16)
+            n += 1
+    # Weights loaded from safetensors are views of a memory-mapped file that stays mapped (and resident once
+    # read) while any tensor still points into it: copy the fp32 rest out so the mapping can go.
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dtype == torch.float32:
+                t.data = t.data.clone()
+    return n
 
 
 def label_only_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
@@ -256,7 +286,8 @@ class ProbeSFTTrainer(SFTTrainer):
     def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
         output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
         if self.dev_probes:
-            rows = score_probes(self.model, self.processing_class, self.dev_probes, self.generation)
+            with self.accelerator.autocast():  # the frozen base may be stored in bf16
+                rows = score_probes(self.model, self.processing_class, self.dev_probes, self.generation)
             output.metrics[f"{metric_key_prefix}_dev_accuracy"] = accuracy(rows)
         return output
 
