@@ -29,17 +29,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rows_for(pack: str, model_dir_tokenizer, settings) -> list[dict]:
+def rows_for(tokenizer, settings) -> list[dict]:
     """The pack's training views as rendered prompt/completion text (the completion without its end token,
     which both trainers append)."""
     from knowtune.train import sft
     from knowtune.train.tokenize import render
 
     prep = sft.prepare(settings)
-    eos = model_dir_tokenizer.eos_token or ""
+    eos = tokenizer.eos_token or ""
     rows = []
     for item in prep.items:
-        prompt, completion = render(model_dir_tokenizer, item)
+        prompt, completion = render(tokenizer, item)
         if eos and completion.endswith(eos):
             completion = completion[: -len(eos)]
         rows.append({"prompt": prompt, "completion": completion})
@@ -55,7 +55,7 @@ def child(which: str, args) -> dict:
     torch.manual_seed(0)
     s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False, max_steps=-1)
     model, tok = load_model_and_tokenizer(s.model, log=lambda *a: None)
-    rows = rows_for(args.pack, tok, s)
+    rows = rows_for(tok, s)
     out = Path(tempfile.mkdtemp(prefix=f"teach-speed-{which}-"))
     if which == "trl":
         trainer = _trl_trainer(model, tok, rows, s, out)

@@ -86,12 +86,7 @@ def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
     _save_weights(trainer.model, tokenizer, s, run_dir)
     training = _training_summary(run_dir, trainer)
     del trainer, model
-    # Audit the saved run exactly as `knowtune ask` / `eval` load it (fp32 base + merged adapter), not the
-    # training-time model, whose frozen base may be stored in bf16.
-    from knowtune.models.load import load_for_inference
-
-    tuned, tokenizer = load_for_inference(str(run_dir), log=log)
-    after = _audit(tuned, tokenizer, prep.test, gen, s, "tuned model", log)
+    after = _audit_saved_run(run_dir, prep.test, gen, s, log)
     from knowtune.eval.report import write_reports
 
     result = {"settings": s.model_dump(), "summary": summary(before, after) if s.audit else {},
@@ -147,6 +142,17 @@ def _audit(model, tokenizer, probes, gen, s: TeachSettings, what: str, log) -> d
         return run_audit(model, tokenizer, probes, retention, gen, progress=bar)
 
 
+def _audit_saved_run(run_dir: Path, probes, gen, s: TeachSettings, log) -> dict:
+    """Audit the saved run exactly as `knowtune ask` / `eval` load it (fp32 base + merged adapter), not the
+    training-time model, whose frozen base may be stored in bf16. Loads nothing when the audit is off."""
+    if not s.audit:
+        return _audit(None, None, probes, gen, s, "tuned model", log)
+    from knowtune.models.load import load_for_inference
+
+    tuned, tokenizer = load_for_inference(str(run_dir), log=log)
+    return _audit(tuned, tokenizer, probes, gen, s, "tuned model", log)
+
+
 def _replay_answers(model, tokenizer, log) -> list[dict]:
     """The base model's greedy answers to the replay prompts; unfinished answers are cut to whole sentences."""
     prompts = [r["prompt"] for r in augment.general_rows("replay_prompts")]
@@ -199,9 +205,9 @@ def _build_trainer(s: TeachSettings, model, tokenizer, items, prep: Prepared, ru
         activation_checkpointing=s.gradient_checkpointing,  # transformers 5 name; trl turns it on by default
     )
     peft_config = None
-    if s.method == "lora" and cfg.bf16:
-        frozen_linears_to_bf16(model)
     if s.method == "lora":
+        if cfg.bf16:
+            frozen_linears_to_bf16(model)
         targets = "all-linear" if s.lora_targets == "all-linear" else [t.strip() for t in s.lora_targets.split(",")]
         peft_config = LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
                                  target_modules=targets, task_type="CAUSAL_LM")
