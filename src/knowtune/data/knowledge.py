@@ -30,6 +30,7 @@ class Fact:
     aliases: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     phrasings: list[Phrasing] = field(default_factory=list)
+    context: str = ""  # the document passage the fact was read from (documents only)
 
     def split(self, name: str) -> list[Phrasing]:
         return [p for p in self.phrasings if p.split == name]
@@ -112,8 +113,19 @@ def user_probes(examples: list[Example], facts: list[Fact]) -> list[Probe]:
     for ex in examples:
         fact = by_answer.get((ex.style, normalise(ex.answer)))
         aliases = list(dict.fromkeys(ex.aliases + (fact.aliases if fact else [])))
-        out.append(Probe(fact.id if fact else None, ex.style, ex.prompt, ex.answer, aliases, "test", ex.source))
+        out.append(Probe(fact.id if fact else None, ex.style, ex.prompt, ex.answer, aliases, "test", f"--probes {ex.source}"))
     return out
+
+
+def drop_generated_overlaps(facts: list[Fact], probes: list[Probe]) -> int:
+    """Remove generated train/dev phrasings that contain a held-out question; returns how many went."""
+    held = {prompt_key(p.prompt) for p in probes if p.split == "test"} - {""}
+    n = 0
+    for fact in facts:
+        keep = [p for p in fact.phrasings if p.split == "test" or not any(h in prompt_key(p.prompt) for h in held)]
+        n += len(fact.phrasings) - len(keep)
+        fact.phrasings = keep
+    return n
 
 
 def assert_no_leak(train_prompts: list, probes: list[Probe]) -> None:

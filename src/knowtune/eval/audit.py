@@ -58,9 +58,25 @@ def _question(prompt) -> str:
     return prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
 
 
+def probe_group(row: dict) -> str:
+    """Where a held-out question came from: the probe file, generated evaluation questions, or held-out
+    phrasings of the training data."""
+    if "(generated eval)" in row.get("source", ""):
+        return "generated eval questions"
+    if row.get("source", "").startswith("--probes "):
+        return row["source"][len("--probes "):].rsplit(":", 1)[0]
+    return "held-out phrasings"
+
+
 def summary(before: dict, after: dict) -> dict:
     rb, ra = before["retention_accuracy"], after["retention_accuracy"]
+    groups: dict[str, dict] = {}
+    for when, audit in (("before", before), ("after", after)):
+        for r in audit["probes"]:
+            groups.setdefault(probe_group(r), {"before": [], "after": []})[when].append(r)
     return {"probe_accuracy_before": before["probe_accuracy"], "probe_accuracy_after": after["probe_accuracy"],
             "retention_before": rb, "retention_after": ra,
             "retention_drop_points": None if rb is None or ra is None else round(100 * (rb - ra), 2),
-            "n_probes": len(after["probes"]), "n_retention": len(after["retention"])}
+            "n_probes": len(after["probes"]), "n_retention": len(after["retention"]),
+            "by_group": {g: {"n": len(v["after"]), "before": accuracy(v["before"]), "after": accuracy(v["after"])}
+                         for g, v in groups.items()}}

@@ -19,8 +19,12 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     pb, pa = summary["probe_accuracy_before"], summary["probe_accuracy_after"]
     rb, ra = summary["retention_before"], summary["retention_after"]
     delta = lambda a, b: "" if a is None or b is None else f"{100 * (b - a):+.1f} pts"  # noqa: E731
-    return [(f"Held-out questions ({summary['n_probes']})", pct(pb), pct(pa), delta(pb, pa)),
-            (f"General knowledge ({summary['n_retention']})", pct(rb), pct(ra), delta(rb, ra))]
+    rows = [(f"Held-out questions ({summary['n_probes']})", pct(pb), pct(pa), delta(pb, pa))]
+    groups = summary.get("by_group", {})
+    if len(groups) > 1:
+        rows += [(f"  {name} ({g['n']})", pct(g["before"]), pct(g["after"]), delta(g["before"], g["after"]))
+                 for name, g in groups.items()]
+    return rows + [(f"General knowledge ({summary['n_retention']})", pct(rb), pct(ra), delta(rb, ra))]
 
 
 def plot_losses(training: dict, path: Path) -> Path | None:
@@ -39,6 +43,13 @@ def plot_losses(training: dict, path: Path) -> Path | None:
     ax.set_ylabel("loss")
     ax.set_title("Loss" + ("  (overfitting flagged)" if training.get("overfitting") else ""))
     ax.legend()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure atomically (temporary name, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")

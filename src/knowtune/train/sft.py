@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from transformers import EarlyStoppingCallback
 from trl import SFTConfig, SFTTrainer
 
 from knowtune.config import TeachSettings
-from knowtune.data import augment, knowledge
+from knowtune.data import augment, docfacts, documents, knowledge
 from knowtune.data.validate import load_examples
 from knowtune.errors import KnowtuneError
 from knowtune.eval.audit import accuracy, fact_table, retention_probes, run_audit, score_probes, summary
@@ -40,27 +40,63 @@ class Prepared:
     dev: list[knowledge.Probe]
     test: list[knowledge.Probe]
     items: list[augment.TrainItem]  # knowledge views (replay is added after the base audit)
+    chunks: list = field(default_factory=list)  # document chunks, when documents were given
+    coverage: list[dict] = field(default_factory=list)  # views per fact
 
 
-def prepare(s: TeachSettings) -> Prepared:
+def prepare(s: TeachSettings, log=print) -> Prepared:
     """Validate the data and build facts, splits, probes and training views."""
-    examples, _ = load_examples(s.data, max_length=s.max_length)
+    doc_paths = [d for d in s.data if documents.is_document(d)]
+    data_files = [d for d in s.data if not documents.is_document(d)]
+    examples = load_examples(data_files, max_length=s.max_length)[0] if data_files else []
     facts = knowledge.group_facts(examples)
     knowledge.split_facts(facts, seed=s.seed, test_fraction=s.test_fraction)
+    chunks, doc_items, doc_facts = [], [], []
+    if doc_paths:
+        chunks = documents.chunk_documents(doc_paths, max_chars=s.chunk_chars)
+        doc_facts = document_facts(chunks, s, log)  # their own splits: questions generated, no test phrasings
+        facts += doc_facts
+        doc_items = docfacts.document_items(chunks)
     test = knowledge.probes_for(facts, "test")
     if s.probes:
         probe_examples, _ = load_examples([s.probes], min_examples=1)
         test += knowledge.user_probes(probe_examples, facts)
+    # a generated question may happen to be a held-out one: the held-out question wins
+    knowledge.drop_generated_overlaps(doc_facts, test)
     dev = knowledge.probes_for(facts, "dev")
-    items = augment.knowledge_items(facts, tuple(s.views))
+    items = augment.knowledge_items(facts, tuple(s.views), per_entity=s.cloze_per_entity, held_out=test + dev)
     knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test)
-    return Prepared(facts, dev, test, items)
+    cover = docfacts.coverage(facts, items) if doc_paths else []
+    if cover:
+        log(f"Documents: {len(chunks)} chunks from {len({c.file for c in chunks})} file(s). "
+            + docfacts.coverage_summary(cover))
+    return Prepared(facts, dev, test, items + doc_items, chunks, cover)
+
+
+def document_facts(chunks, s: TeachSettings, log) -> list[knowledge.Fact]:
+    """Facts from document chunks: written by the generator when one is set, else by rule."""
+    if not s.generator:
+        return docfacts.rule_facts(chunks)
+    from tqdm.auto import tqdm
+
+    from knowtune.augment.backends import make_generator
+    from knowtune.augment.llm import generate_facts
+
+    gen = make_generator(s.generator, s.generator_model, s.generator_api_key_env, s.generator_timeout,
+                         s.generator_retries, log=log)
+    with tqdm(desc=f"Generating with {s.generator}", unit="answer", leave=False) as bar:
+        result = generate_facts(chunks, gen, s.paraphrases, s.questions_per_fact, progress=bar.update, log=log)
+    dropped = ", ".join(f"{why} {n}" for why, n in result.dropped.items() if n)
+    log(f"Generator: {len(result.facts)} facts ({gen.hits} answers from the cache {gen.path}, {gen.misses} new); "
+        f"no usable fact from the generator in {len(result.fallback_chunks)} of {len(chunks)} chunks (rule-based facts cover every chunk)"
+        + (f"; dropped: {dropped}." if dropped else "."))
+    return result.facts
 
 
 def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
     """Teach, audit, report. Returns the summary that `teach` prints."""
     run_dir = s.run_dir()
-    prep = prepare(s)  # validate before anything is written
+    prep = prepare(s, log)  # validate before anything is written
     _init_run_dir(run_dir, s, resume)
     _save_prepared(run_dir, prep)
     log(f"{len(prep.facts)} facts, {len(prep.items)} training views, {len(prep.dev)} dev and "
@@ -114,6 +150,9 @@ def _save_prepared(run_dir: Path, prep: Prepared) -> None:
                                        for f in prep.facts])
     write_jsonl(data / "probes_dev.jsonl", [p.to_row() for p in prep.dev])
     write_jsonl(data / "probes_test.jsonl", [p.to_row() for p in prep.test])
+    if prep.chunks:
+        write_jsonl(data / "chunks.jsonl", [c.to_row() for c in prep.chunks])
+        write_jsonl(data / "coverage.jsonl", prep.coverage)
 
 
 def _cached(path: Path, compute):

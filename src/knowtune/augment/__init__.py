@@ -1,0 +1,1 @@
+"""Augmentation with a generator model: backends (OpenAI-compatible endpoints, local models) and facts from documents."""

@@ -1,0 +1,1 @@
+"""OpenAI-compatible serving of a base model or a taught run."""
