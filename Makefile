@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,web]"
 	touch $(STAMP)
 
 $(MODEL_STAMP): $(STAMP)
@@ -34,10 +34,17 @@ runs/demo-docs/audit.json:
 	$(BIN)/knowtune teach $(HANDBOOK) --probes examples/harrowgate_probes.jsonl --out runs/demo-docs \
 	  $(if $(wildcard runs/demo-docs/config.yaml),--resume,)
 
-test: setup
+# The browser tests drive Debian's Chromium (Playwright with executable_path=/usr/bin/chromium; no browser download).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get install -y -q chromium \
+	  || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup  # speed/memory against plain trl (~5 min), then the Reversal Curse benchmark (~20 min)

@@ -3,6 +3,11 @@ No network and no downloads: every fast test runs on these."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -66,3 +71,27 @@ def small_pack(path: Path, n_facts: int = 6) -> Path:
     pack["facts"] = pack["facts"][:n_facts]
     path.write_text(yaml.safe_dump(pack, sort_keys=False))
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args: list[str], env: dict, health: str = "/health", tries: int = 240) -> tuple[subprocess.Popen, str]:
+    """Start `python -m knowtune.cli ARGS --port P` and wait until GET health answers; returns (process, base URL)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "knowtune.cli", *args, "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(url + health, timeout=1)
+            return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stdout.read().decode())
+            time.sleep(0.25)
+    proc.kill()
+    pytest.fail(f"{' '.join(args)} did not answer on {url}{health}")

@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -16,30 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conftest import start_server
 from knowtune.augment.backends import Cached, GeneratorError, OpenAIChat
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(tiny_model, tmp_path_factory):
-    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "KNOWTUNE_HOME": str(tmp_path_factory.mktemp("home"))}
-    proc = subprocess.Popen([sys.executable, "-m", "knowtune.cli", "serve", str(tiny_model), "--port", str(port),
-                             "--name", "tiny"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(proc.stdout.read().decode())
-            time.sleep(0.25)
+    proc, url = start_server(["serve", str(tiny_model), "--name", "tiny"], env)
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -18,6 +18,9 @@ app = typer.Typer(help="Teach a language model your own knowledge, and prove wha
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="List, and fetch, base models.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
+feedback_app = typer.Typer(help="Collect human ratings of a model's answers in a web app, and export them.",
+                           no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
 console = Console()
 err = Console(stderr=True)
 F = TeachSettings.model_fields
@@ -275,6 +278,81 @@ def serve(model: str = typer.Argument(..., help="A run folder, model alias, loca
     from knowtune.serve.app import serve as run_server
 
     run_server(model, host=host, port=port, name=name, log=lambda m: err.print(m, highlight=False))
+
+
+DB_HELP = "Rating database: a file path (SQLite) or a SQLAlchemy URL such as postgresql://user@host/db."
+
+
+def _store(db: str):
+    try:
+        from knowtune.web.store import Store
+    except ImportError as exc:
+        raise KnowtuneError(f"The rating app needs the web extras ({exc.name} is missing).",
+                            fix='install them with `pip install -e ".[web]"` (make setup does).') from exc
+    return Store(db)
+
+
+@feedback_app.command("serve")
+@_guard
+def feedback_serve(model: Optional[str] = typer.Argument(None, help="The run or model whose answers are rated (writes answers to imported prompts); leave out to rate imported answers only."),
+                   db: str = typer.Option("feedback.db", help=DB_HELP),
+                   host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
+                   port: int = typer.Option(8080, help="Port to listen on.")):
+    """Start the rating web app: raters compare two answers per prompt; admins import prompts, have the model
+    answer them, follow agreement and export preference pairs, KTO labels and corrections."""
+    from knowtune.web.app import serve as run_app
+
+    _store(db)
+    run_app(model, db, host=host, port=port, log=lambda m: err.print(m, highlight=False, markup=False))
+
+
+@feedback_app.command("add-user")
+@_guard
+def feedback_add_user(name: str = typer.Argument(..., help="Sign-in name."),
+                      role: str = typer.Option(..., help="admin (imports, exports, sees agreement; also rates) or rater."),
+                      db: str = typer.Option("feedback.db", help=DB_HELP),
+                      password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line of standard input instead of prompting (for scripts).")):
+    """Add a user to the rating app; the password is prompted (twice) and stored as a scrypt hash."""
+    from knowtune.web.auth import hash_password, password_problem
+
+    store = _store(db)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if problem := password_problem(password):
+        raise KnowtuneError(f"Not added: {problem}.", fix="choose a longer password.")
+    store.add_user(name, role, hash_password(password))
+    console.print(f"Added {role} {name!r} to {store.url}.", highlight=False)
+
+
+@feedback_app.command("import")
+@_guard
+def feedback_import(file: Path = typer.Argument(..., help='JSONL of prompts: {"prompt", "reference"?, "answers"?: [two answers]} or Q&A rows.'),
+                    db: str = typer.Option("feedback.db", help=DB_HELP)):
+    """Import prompts to rate (the admin page does the same)."""
+    from knowtune.data.preference import parse_prompt_lines
+
+    if not file.exists():
+        raise KnowtuneError(f"{file}: no such file.", fix="check the path.")
+    r = _store(db).import_prompts(parse_prompt_lines(file.read_text(encoding="utf-8-sig"), str(file)), source=file.name)
+    console.print(f"Imported {r['added']} prompts ({r['skipped']} already there, {r['comparisons']} comparisons).")
+
+
+@feedback_app.command("export")
+@_guard
+def feedback_export(what: str = typer.Argument(..., help="pairs | kto | corrections | ratings"),
+                    out: Path = typer.Option(..., help="JSONL file to write."),
+                    db: str = typer.Option("feedback.db", help=DB_HELP)):
+    """Export ratings: preference pairs (reward model, DPO), KTO labels, corrections (teach) or raw ratings."""
+    from knowtune.io import write_jsonl
+    from knowtune.web.app import EXPORTS
+
+    if what not in EXPORTS:
+        raise KnowtuneError(f"Unknown export {what!r}.", fix=f"use one of {', '.join(EXPORTS)}.")
+    rows = EXPORTS[what][1](_store(db).rating_rows())
+    write_jsonl(out, rows)
+    console.print(f"Wrote {len(rows)} rows to {out}.", highlight=False)
 
 
 @models_app.callback()

@@ -1,4 +1,5 @@
-"""Greedy generation with the settings every scorer shares (audit, early stopping, eval, ask, chat)."""
+"""Batched generation with the settings every scorer shares (audit, early stopping, eval, ask, chat): greedy by
+default; sampled for the rating app's second answers and for PPO rollouts."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import torch
 class GenerationSettings:
     max_new_tokens: int = 40
     batch_size: int = 32
+    temperature: float = 0.0  # 0: greedy (the audit's setting); above 0: sampling
+    top_p: float = 1.0
 
 
 def render_prompt(tokenizer, style: str, prompt) -> str:
@@ -23,7 +26,8 @@ def render_prompt(tokenizer, style: str, prompt) -> str:
 @torch.no_grad()
 def generate_answers(model, tokenizer, items: list[tuple[str, object]], settings: GenerationSettings | None = None,
                      progress=None) -> list[str]:
-    """Greedy answers for (style, prompt) items, batched by length; returns answers in input order."""
+    """Answers for (style, prompt) items (greedy unless settings.temperature > 0), batched by length;
+    returns answers in input order."""
     settings = settings or GenerationSettings()
     texts = [render_prompt(tokenizer, style, prompt) for style, prompt in items]
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -43,7 +47,9 @@ def generate_answers(model, tokenizer, items: list[tuple[str, object]], settings
             n = len(encoded[i])
             ids[row, width - n:] = torch.tensor(encoded[i])
             mask[row, width - n:] = 1
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+        sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p,
+                    "top_k": 0} if settings.temperature > 0 else {"do_sample": False}
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **sampling,
                              max_new_tokens=settings.max_new_tokens, pad_token_id=pad,
                              eos_token_id=tokenizer.eos_token_id)
         for row, i in enumerate(batch):
