@@ -18,6 +18,8 @@ app = typer.Typer(help="Teach a language model your own knowledge, and prove wha
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="List, and fetch, base models.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
+reward_app = typer.Typer(help="Reward models: learn from preference pairs which answer people prefer.", no_args_is_help=True)
+app.add_typer(reward_app, name="reward")
 feedback_app = typer.Typer(help="Collect human ratings of a model's answers in a web app, and export them.",
                            no_args_is_help=True)
 app.add_typer(feedback_app, name="feedback")
@@ -138,6 +140,20 @@ def teach(data: List[str] = typer.Argument(None, help=_help("data")),
     """Teach a model the facts in DATA (data files, or documents: .txt .md .html .pdf files and folders):
     validate, turn documents into facts, augment (both directions), split, audit the base model, train with
     early stopping on held-out phrasings, audit again, write the report. Prints a before/after table."""
+    flags = dict(data=data, model=model, method=method, out=out, probes=probes, epochs=epochs,
+                 learning_rate=learning_rate, batch_size=batch_size, replay_ratio=replay_ratio, seed=seed,
+                 max_steps=max_steps, generator=generator, generator_model=generator_model)
+    s = _settings(TeachSettings, config, set_, flags, resume)
+    if not s.data:
+        raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
+    from knowtune.train import sft
+
+    result = sft.run(s, resume=resume, log=lambda m: console.print(m, highlight=False))
+    print_result(result, s.run_dir())
+
+
+def _settings(cls, config: Optional[Path], set_: list[str], flags: dict, resume: bool = False):
+    """Settings of a run: defaults < YAML (--config, or the run's own config.yaml on --resume) < --set < flags."""
     import yaml
 
     extra = {}
@@ -146,18 +162,13 @@ def teach(data: List[str] = typer.Argument(None, help=_help("data")),
             raise KnowtuneError(f"--set {item!r} is not NAME=VALUE.", fix="write it like --set lora_r=8.")
         k, v = item.split("=", 1)
         extra[k.strip()] = yaml.safe_load(v)
+    out = flags.get("out")
     if resume and out and (Path(out) / "config.yaml").exists() and not config:
         config = Path(out) / "config.yaml"
-    flags = dict(data=data, model=model, method=method, out=out, probes=probes, epochs=epochs,
-                 learning_rate=learning_rate, batch_size=batch_size, replay_ratio=replay_ratio, seed=seed,
-                 max_steps=max_steps, generator=generator, generator_model=generator_model)
-    s = TeachSettings.from_sources(config, extra, flags)
-    if not s.data:
-        raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
-    from knowtune.train import sft
+    return cls.from_sources(config, extra, flags)
 
-    result = sft.run(s, resume=resume, log=lambda m: console.print(m, highlight=False))
-    print_result(result, s.run_dir())
+
+SET_HELP = "Any other setting as NAME=VALUE (YAML value); the command's settings are listed in ARCHITECTURE.md and its config.yaml."
 
 
 def print_result(result: dict, run_dir: Path) -> None:
@@ -353,6 +364,122 @@ def feedback_export(what: str = typer.Argument(..., help="pairs | kto | correcti
     rows = EXPORTS[what][1](_store(db).rating_rows())
     write_jsonl(out, rows)
     console.print(f"Wrote {len(rows)} rows to {out}.", highlight=False)
+
+
+def _pairs_from(data: list[str]):
+    """None when `data` is only files (the recipe reads and checks them); else the pairs of the files plus
+    those exported from each rating database (a .db / .sqlite file or a URL) among them."""
+    from knowtune.data.preference import load_pairs, preference_pairs
+
+    dbs = [d for d in data if "://" in d or Path(d).suffix in (".db", ".sqlite", ".sqlite3")]
+    if not dbs:
+        return None
+    pairs = load_pairs([d for d in data if d not in dbs]) if len(dbs) < len(data) else []
+    for db in dbs:
+        if "://" not in db and not Path(db).exists():
+            raise KnowtuneError(f"{db}: no such database.", fix="check the path of the rating database.")
+        found = preference_pairs(_store(db).rating_rows())
+        console.print(f"{db}: {len(found)} preference pairs from the ratings.", highlight=False)
+        pairs += found
+    if not pairs:
+        raise KnowtuneError("No preference pairs found.", fix="rate more comparisons, or give a pairs file.")
+    return pairs
+
+
+@reward_app.command("train")
+@_guard
+def reward_train(data: List[str] = typer.Argument(..., help="Preference pairs (JSONL of {prompt, chosen, rejected}) or a rating database (.db file or URL)."),
+                 model: Optional[str] = typer.Option(None, help="Base LLM for the reward model: alias, folder or a taught run (default smollm2-135m)."),
+                 out: Optional[str] = typer.Option(None, help="Run folder (default runs/reward-<data name>)."),
+                 epochs: Optional[int] = typer.Option(None, help="Passes over the training pairs (default 2)."),
+                 learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate (default 2e-4)."),
+                 config: Optional[Path] = typer.Option(None, help="YAML file of settings."),
+                 set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """Train a reward model (a scalar head on the base LLM, LoRA) with trl's RewardTrainer and report its
+    accuracy on held-out pairs (prompts it never saw)."""
+    from knowtune.eval.report import pct
+    from knowtune.train import reward
+
+    s = _settings(reward.RewardSettings, config, set_, dict(data=data, model=model, out=out, epochs=epochs,
+                                                              learning_rate=learning_rate))
+    r = reward.run(s, _pairs_from(s.data), log=lambda m: console.print(m, highlight=False))
+    b, a = r["heldout_before"], r["heldout_after"]
+    console.print(f"Held-out pair accuracy: {pct(b['accuracy'])} before training, [bold]{pct(a['accuracy'])}[/] after "
+                  f"({a['n']} pairs). Reward model: {s.run_dir()}  (report.md, reward.json)", highlight=False)
+
+
+@app.command()
+@_guard
+def ppo(model: str = typer.Argument(..., help="The policy to start from: a taught run, alias or folder."),
+        reward: str = typer.Option(..., help="Reward model run (`knowtune reward train`)."),
+        prompts: List[str] = typer.Option(..., help="Prompts to practise on (JSONL of {prompt} or Q&A rows); repeat for several files."),
+        probes: Optional[str] = typer.Option(None, help="Held-out questions with answer keys for the knowledge audit."),
+        steps: Optional[int] = typer.Option(None, help="PPO steps (default 60)."),
+        out: Optional[str] = typer.Option(None, help="Run folder (default runs/ppo-<prompts name>)."),
+        resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
+        config: Optional[Path] = typer.Option(None, help="YAML file of settings."),
+        set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """Reinforcement learning from the reward model (PPO with a LoRA policy, a value head, GAE, a clipped
+    ratio and an adaptive KL penalty to the start model). Reports reward before/after on held-out prompts,
+    the KL to the start model, and the knowledge audit."""
+    from knowtune.eval.report import pct
+    from knowtune.train import ppo as ppo_recipe
+
+    s = _settings(ppo_recipe.PPOSettings, config, set_, dict(model=model, reward=reward, prompts=prompts, probes=probes,
+                                                              steps=steps, out=out), resume)
+    r = ppo_recipe.run(s, resume=resume, log=lambda m: console.print(m, highlight=False))
+    table = Table(title="PPO: before and after (held-out prompts)")
+    for col in ("measure", "before", "after"):
+        table.add_column(col)
+    b, a = r["reward_before"], r["reward_after"]
+    if b and a:
+        table.add_row("mean reward (std units)", f"{b['reward_mean']:+.3f}", f"{a['reward_mean']:+.3f}")
+        table.add_row("KL to the start model (nats/answer)", f"{b['kl_mean']:.2f}", f"{a['kl_mean']:.2f}")
+    _audit_rows(table, r["audit"], pct)
+    console.print(table)
+    if r.get("stopped"):
+        console.print(f"[yellow]{r['stopped']}[/]", highlight=False)
+    console.print(f"Report: {s.run_dir() / 'report.md'}  (ppo.json, plots/ppo.png)", highlight=False)
+
+
+def _audit_rows(table, audit: dict | None, pct) -> None:
+    if not audit:
+        return
+    if audit["n_probes"]:
+        table.add_row(f"held-out questions ({audit['n_probes']})", pct(audit["probe_accuracy_before"]), pct(audit["probe_accuracy_after"]))
+    table.add_row(f"general knowledge ({audit['n_retention']})", pct(audit["retention_before"]), pct(audit["retention_after"]))
+
+
+@app.command()
+@_guard
+def dpo(data: List[str] = typer.Argument(..., help="Preference pairs (JSONL or a rating database); with --kto also KTO labels."),
+        model: Optional[str] = typer.Option(None, help="Start model: a taught run, alias or folder (default smollm2-135m)."),
+        kto: bool = typer.Option(False, "--kto", help="Use KTO (good / bad answers) instead of DPO."),
+        probes: Optional[str] = typer.Option(None, help="Held-out questions with answer keys for the knowledge audit."),
+        reward: Optional[str] = typer.Option(None, help="A reward model run to score held-out answers before and after."),
+        out: Optional[str] = typer.Option(None, help="Run folder (default runs/dpo-<data name>)."),
+        epochs: Optional[int] = typer.Option(None, help="Passes over the pairs (default 2)."),
+        beta: Optional[float] = typer.Option(None, help="Pull toward the start model (default 0.1)."),
+        config: Optional[Path] = typer.Option(None, help="YAML file of settings."),
+        set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """Direct preference optimisation (trl's DPOTrainer; KTO with --kto) on a LoRA adapter, then the
+    held-out preference accuracy, answers (and reward) before and after, and the knowledge audit."""
+    from knowtune.eval.report import pct
+    from knowtune.train import dpo as dpo_recipe
+
+    s = _settings(dpo_recipe.DPOSettings, config, set_, dict(data=data, model=model, kto=kto or None, probes=probes,
+                                                              reward=reward, out=out, epochs=epochs, beta=beta))
+    r = dpo_recipe.run(s, _pairs_from(s.data), log=lambda m: console.print(m, highlight=False))
+    table = Table(title=f"{r['method']}: before and after")
+    for col in ("measure", "before", "after"):
+        table.add_column(col)
+    if r.get("heldout_preference_accuracy") is not None:
+        table.add_row("held-out preference accuracy", "", pct(r["heldout_preference_accuracy"]))
+    if "reward_before" in r:
+        table.add_row("mean reward, held-out answers", f"{r['reward_before']:+.3f}", f"{r['reward_after']:+.3f}")
+    _audit_rows(table, r["audit"], pct)
+    console.print(table)
+    console.print(f"Report: {s.run_dir() / 'report.md'}  (answers.json: held-out answers before and after)", highlight=False)
 
 
 @models_app.callback()

@@ -60,3 +60,36 @@ def replace_dir(tmp_dir: str | Path, final_dir: str | Path) -> Path:
     else:
         os.replace(tmp_dir, final_dir)
     return final_dir
+
+
+def cached_json(path: str | Path, compute) -> Any:
+    """The JSON in `path` if a complete one is there, else `compute()` written there (a resumed run reuses it)."""
+    path = Path(path)
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    value = compute()
+    write_json(path, value)
+    return value
+
+
+def cached_rows(path: str | Path, compute) -> list[dict]:
+    """Like cached_json, for a JSONL file of rows."""
+    path = Path(path)
+    if path.exists():
+        return read_jsonl(path)
+    rows = compute()
+    write_jsonl(path, rows)
+    return rows
+
+
+def save_pretrained_atomic(folder: str | Path, *objects, extra=None) -> Path:
+    """`save_pretrained` of each object (a model or adapter, its tokenizer) into a temporary folder, then
+    `extra(tmp)` for any other file, then the folder renamed into place."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for obj in objects:
+        obj.save_pretrained(tmp, **({"safe_serialization": True} if hasattr(obj, "state_dict") else {}))
+    if extra:
+        extra(tmp)
+    return replace_dir(tmp, folder)

@@ -79,6 +79,12 @@ def kto_labels(ratings: list[dict]) -> list[dict]:
     return out
 
 
+def pairs_to_kto(pairs: list[Pair]) -> list[dict]:
+    """Each pair as two KTO examples: the chosen answer desirable, the rejected one not."""
+    return [r for p in pairs for r in ({"prompt": p.prompt, "completion": p.chosen, "label": True},
+                                       {"prompt": p.prompt, "completion": p.rejected, "label": False})]
+
+
 def correction_rows(ratings: list[dict]) -> list[dict]:
     """Corrected answers as chat examples (`knowtune teach` reads them), with what they corrected."""
     return [{"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["correction"]}],
@@ -166,21 +172,24 @@ def load_pairs(paths: list[str | Path]) -> list[Pair]:
     return pairs
 
 
+def split_prompts(prompts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, held-out) prompts: a seeded shuffle of the distinct prompts, the first `fraction` held out."""
+    order = sorted(set(prompts))
+    random.Random(seed).shuffle(order)
+    n = round(fraction * len(order))
+    return order[n:], order[:n]
+
+
 def split_pairs(pairs: list[Pair], eval_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
     """Split by prompt, so no held-out prompt was seen in training."""
-    prompts = sorted({p.prompt for p in pairs})
-    random.Random(seed).shuffle(prompts)
-    held = set(prompts[:round(eval_fraction * len(prompts))])
+    held = set(split_prompts([p.prompt for p in pairs], eval_fraction, seed)[1])
     return [p for p in pairs if p.prompt not in held], [p for p in pairs if p.prompt in held]
 
 
-def parse_prompt_lines(text: str, name: str) -> list[dict]:
-    """Prompts to rate, one JSON object per line: {"prompt": str, "reference"?: str, "answers"?: [str, ...]}
-    (a Q&A row {"question", "answer"} works too: the answer becomes the reference). Raises one DataError
-    listing every bad line."""
+def json_objects(text: str, name: str, problems: list[str]):
+    """(line number, object) for each JSON-object line of `text`; each other non-empty line adds a problem."""
     import json
 
-    rows, problems = [], []
     for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -192,6 +201,15 @@ def parse_prompt_lines(text: str, name: str) -> list[dict]:
         if not isinstance(obj, dict):
             problems.append(f"{name}:{i}: must be a JSON object")
             continue
+        yield i, obj
+
+
+def parse_prompt_lines(text: str, name: str) -> list[dict]:
+    """Prompts to rate, one JSON object per line: {"prompt": str, "reference"?: str, "answers"?: [str, ...]}
+    (a Q&A row {"question", "answer"} works too: the answer becomes the reference). Raises one DataError
+    listing every bad line."""
+    rows, problems = [], []
+    for i, obj in json_objects(text, name, problems):
         prompt = obj.get("prompt", obj.get("question"))
         reference = obj.get("reference", obj.get("answer"))
         answers = obj.get("answers") or []

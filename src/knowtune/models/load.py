@@ -89,7 +89,8 @@ def _load_error(name: str, model_dir: str, exc: Exception) -> KnowtuneError:
 
 
 def load_for_inference(ref: str, log=print):
-    """Load a model for answering: a knowtune run folder (base + adapter/, or model/) or any model reference."""
+    """Load a model for answering: a knowtune run folder (its base, itself perhaps a run, + adapter/ merged;
+    or model/) or any model reference."""
     run = Path(ref)
     if (run / "config.yaml").exists() and ((run / "adapter").exists() or (run / "model").exists()):
         import yaml
@@ -99,7 +100,8 @@ def load_for_inference(ref: str, log=print):
             return load_model_and_tokenizer(str(run / "model"), log=log)
         from peft import PeftModel
 
-        base, tokenizer = load_model_and_tokenizer(settings["model"], log=log)
+        # the base may itself be a run (e.g. a PPO or DPO run on a taught model): load it the same way
+        base, tokenizer = load_for_inference(settings["model"], log=log)
         model = PeftModel.from_pretrained(base, str(run / "adapter")).merge_and_unload()
         model.eval()
         return model, tokenizer

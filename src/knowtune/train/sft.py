@@ -26,8 +26,8 @@ from knowtune.data.validate import load_examples
 from knowtune.errors import KnowtuneError
 from knowtune.eval.audit import accuracy, fact_table, retention_probes, run_audit, score_probes, summary
 from knowtune.eval.generate import GenerationSettings, generate_answers
-from knowtune.io import read_jsonl, replace_dir, write_json, write_jsonl, write_text
-from knowtune.models import load_model_and_tokenizer
+from knowtune.io import cached_json, cached_rows, read_jsonl, save_pretrained_atomic, write_json, write_jsonl, write_text
+from knowtune.models import load_for_inference
 from knowtune.train.callbacks import FiniteGuard, MetricsLog, TargetStop
 from knowtune.train.tokenize import encode_all
 
@@ -97,16 +97,16 @@ def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
     """Teach, audit, report. Returns the summary that `teach` prints."""
     run_dir = s.run_dir()
     prep = prepare(s, log)  # validate before anything is written
-    _init_run_dir(run_dir, s, resume)
+    init_run_dir(run_dir, s, resume)
     _save_prepared(run_dir, prep)
     log(f"{len(prep.facts)} facts, {len(prep.items)} training views, {len(prep.dev)} dev and "
         f"{len(prep.test)} held-out probes.")
     torch.manual_seed(s.seed)
-    model, tokenizer = load_model_and_tokenizer(s.model, log=log)
+    model, tokenizer = load_for_inference(s.model, log=log)  # a run as the base: its tuned model
     gen = GenerationSettings(max_new_tokens=s.max_new_tokens)
 
-    before = _cached(run_dir / "audit_before.json", lambda: _audit(model, tokenizer, prep.test, gen, s, "base model", log))
-    replay = _cached_rows(run_dir / "data" / "replay.jsonl", lambda: _replay_answers(model, tokenizer, log))
+    before = cached_json(run_dir / "audit_before.json", lambda: _audit(model, tokenizer, prep.test, gen, s, "base model", log))
+    replay = cached_rows(run_dir / "data" / "replay.jsonl", lambda: _replay_answers(model, tokenizer, log))
     items = prep.items + augment.replay_items([(r["prompt"], r["answer"]) for r in replay],
                                               round(s.replay_ratio * len(prep.items)), s.seed)
     write_jsonl(run_dir / "data" / "train.jsonl", [it.to_row() for it in items])
@@ -133,11 +133,12 @@ def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
     return result
 
 
-def _init_run_dir(run_dir: Path, s: TeachSettings, resume: bool) -> None:
+def init_run_dir(run_dir: Path, s, resume: bool) -> None:
+    """Create the run folder and write config.yaml; refuse to overwrite another run unless resuming."""
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         if (run_dir / "config.yaml").exists():
             raise KnowtuneError(f"{run_dir} already holds a run.",
-                                fix=f"add --resume to continue it, or choose another folder with --out.")
+                                fix="add --resume to continue it (where the command has it), or choose another folder with --out.")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", s.to_yaml())
 
@@ -155,24 +156,6 @@ def _save_prepared(run_dir: Path, prep: Prepared) -> None:
         write_jsonl(data / "coverage.jsonl", prep.coverage)
 
 
-def _cached(path: Path, compute):
-    import json
-
-    if path.exists():
-        return json.loads(path.read_text())
-    value = compute()
-    write_json(path, value)
-    return value
-
-
-def _cached_rows(path: Path, compute) -> list[dict]:
-    if path.exists():
-        return read_jsonl(path)
-    rows = compute()
-    write_jsonl(path, rows)
-    return rows
-
-
 def _audit(model, tokenizer, probes, gen, s: TeachSettings, what: str, log) -> dict:
     if not s.audit:
         return {"probe_accuracy": None, "retention_accuracy": None, "probes": [], "retention": []}
@@ -186,8 +169,6 @@ def _audit_saved_run(run_dir: Path, probes, gen, s: TeachSettings, log) -> dict:
     training-time model, whose frozen base may be stored in bf16. Loads nothing when the audit is off."""
     if not s.audit:
         return _audit(None, None, probes, gen, s, "tuned model", log)
-    from knowtune.models.load import load_for_inference
-
     tuned, tokenizer = load_for_inference(str(run_dir), log=log)
     return _audit(tuned, tokenizer, probes, gen, s, "tuned model", log)
 
@@ -262,18 +243,19 @@ def _build_trainer(s: TeachSettings, model, tokenizer, items, prep: Prepared, ru
     return trainer, guard
 
 
-def frozen_linears_to_bf16(model) -> int:
-    """Store the linear weights that LoRA keeps frozen in bf16; returns how many were cast.
+def frozen_linears_to_bf16(model, keep: tuple = ()) -> int:
+    """Store the linear weights that LoRA keeps frozen in bf16; returns how many were cast. `keep`: linear
+    modules that will be trained whole (a reward head) and so stay fp32.
 
     Under bf16 autocast every linear layer computes in bf16 anyway, so the numbers are unchanged; what goes
     is the fp32 copy of each weight and the bf16 copy autocast would cache each step (together ~1.5x the
     model's size). Embeddings, norms and the (often tied) output projection stay fp32; the LoRA matrices are
     created in fp32 by peft.
     """
-    skip = model.get_output_embeddings()
+    skip = [model.get_output_embeddings(), *keep]
     n = 0
     for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and module is not skip and module.weight.dtype == torch.float32:
+        if isinstance(module, torch.nn.Linear) and not any(module is k for k in skip) and module.weight.dtype == torch.float32:
             module.to(torch.bfloat16)
             n += 1
     # Weights loaded from safetensors are views of a memory-mapped file that stays mapped (and resident once
@@ -362,12 +344,7 @@ def _train(trainer, s: TeachSettings, run_dir: Path, resume: bool, log) -> None:
 
 
 def _save_weights(model, tokenizer, s: TeachSettings, run_dir: Path) -> Path:
-    name = "adapter" if s.method == "lora" else "model"
-    tmp = run_dir / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    return replace_dir(tmp, run_dir / name)
+    return save_pretrained_atomic(run_dir / ("adapter" if s.method == "lora" else "model"), model, tokenizer)
 
 
 def _training_summary(run_dir: Path, trainer) -> dict:
