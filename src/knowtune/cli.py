@@ -392,7 +392,7 @@ def reward_train(data: List[str] = typer.Argument(..., help="Preference pairs (J
                  model: Optional[str] = typer.Option(None, help="Base LLM for the reward model: alias, folder or a taught run (default smollm2-135m)."),
                  out: Optional[str] = typer.Option(None, help="Run folder (default runs/reward-<data name>)."),
                  epochs: Optional[int] = typer.Option(None, help="Passes over the training pairs (default 2)."),
-                 learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate (default 2e-4)."),
+                 learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate (default 5e-4)."),
                  config: Optional[Path] = typer.Option(None, help="YAML file of settings."),
                  set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
     """Train a reward model (a scalar head on the base LLM, LoRA) with trl's RewardTrainer and report its

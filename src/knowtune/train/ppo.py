@@ -16,7 +16,6 @@ measure    mean reward of greedy answers to held-out prompts before and after (i
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import statistics
@@ -29,7 +28,8 @@ from pydantic import Field
 
 from knowtune.config import RunSettings
 from knowtune.errors import KnowtuneError
-from knowtune.io import append_jsonl, cached_json, read_jsonl, replace_dir, save_pretrained_atomic, write_json, write_text
+from knowtune.io import (append_jsonl, cached_json, read_jsonl, replace_dir, save_pretrained_atomic, write_json,
+                         write_jsonl, write_text)
 from knowtune.train import ppo_losses as L
 
 
@@ -79,7 +79,7 @@ class ValueHead(torch.nn.Module):
     def __init__(self, hidden: int):
         super().__init__()
         self.proj = torch.nn.Linear(hidden, 1)
-        torch.nn.init.normal_(self.proj.weight, std=1 / math.sqrt(hidden + 1))
+        torch.nn.init.zeros_(self.proj.weight)  # V = 0 at first: rewards are in standard units, centred on 0
         torch.nn.init.zeros_(self.proj.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T)
@@ -329,13 +329,11 @@ def run(s: PPOSettings, resume: bool = False, log=print) -> dict:
         trainer.load_checkpoint(ckpt)
         log(f"Resuming from step {trainer.step}.")
     if metrics.exists():  # keep only the steps the checkpoint holds
-        from knowtune.io import write_jsonl
-
         write_jsonl(metrics, [r for r in read_jsonl(metrics) if r["step"] <= trainer.step])
     batches = prompt_batches(train, s.batch_size, s.seed)
     for _ in range(trainer.step):
         next(batches)
-    stopped = None
+    stopped, trainer.last_good = None, trainer.snapshot()
     with tqdm(total=s.steps, initial=trainer.step, desc="PPO", unit="step") as bar:
         while trainer.step < s.steps:
             row = trainer.train_step(next(batches), reward_model)

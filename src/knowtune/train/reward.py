@@ -31,7 +31,7 @@ class RewardSettings(RunSettings):
     data: list[str] = Field(default_factory=list, description="Preference pairs: JSONL files of {prompt, chosen, rejected} (`knowtune feedback export pairs` writes one), or a rating database.")
     eval_fraction: float = Field(0.2, ge=0, lt=1, description="Share of prompts whose pairs are held out to measure the reward model's accuracy.")
     epochs: int = Field(2, ge=1, description="Passes over the training pairs.")
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (LoRA and the reward head).")
+    learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate (LoRA and the reward head).")
     batch_size: int = Field(8, ge=1, description="Pairs per optimiser step.")
     max_length: int = Field(384, ge=16, description="Longest prompt + answer in tokens; longer pairs are left out.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")

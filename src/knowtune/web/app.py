@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from knowtune.data import preference
@@ -91,6 +92,20 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
                              "Go back, reload the page and try again.")
         return form
 
+    def post(path: str):
+        """Register a form handler `handler(request, form)`: the form is read and its CSRF token checked on the
+        event loop, then the handler (database writes, password hashing) runs in the thread pool, so slow work
+        never stalls other requests and writers really do meet at the database lock."""
+        def register(handler):
+            async def endpoint(request: Request):
+                form = await checked_form(request)
+                return await run_in_threadpool(handler, request, form)
+
+            endpoint.__name__ = handler.__name__
+            app.add_api_route(path, endpoint, methods=["POST"])
+            return handler
+        return register
+
     def login_redirect(request: Request) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
@@ -119,9 +134,8 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
     def login_page(request: Request, next: str = "/"):
         return page(request, "login.html", next=_safe_next(next))
 
-    @app.post("/login")
-    async def login(request: Request):
-        form = await checked_form(request)
+    @post("/login")
+    def login(request: Request, form):
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
         ip = request.client.host if request.client else "?"
         if auth.too_many_failures(*store.recent_failures(name, ip, auth.LOGIN_WINDOW)):
@@ -138,9 +152,8 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
         request.session["uid"] = user.id
         return RedirectResponse(_safe_next(form.get("next", "/")), status_code=303)
 
-    @app.post("/logout")
-    async def logout(request: Request):
-        await checked_form(request)
+    @post("/logout")
+    def logout(request: Request, form):
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -156,12 +169,11 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
         left, right = _sides(user.id, comp["id"])
         return page(request, "rate.html", comp=comp, left=comp[left], right=comp[right], done=done, total=total)
 
-    @app.post("/rate")
-    async def rate(request: Request):
+    @post("/rate")
+    def rate(request: Request, form):
         user = require(request)
         if user is None:
             return login_redirect(request)
-        form = await checked_form(request)
         try:
             cid = int(form.get("comparison_id", ""))
             fields = _rating_fields(form, _sides(user.id, cid))
@@ -191,16 +203,15 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
             return JSONResponse({"error": "sign in"}, status_code=401)
         return {"jobs": store.jobs()}
 
-    @app.post("/admin/import")
-    async def import_prompts(request: Request):
+    @post("/admin/import")
+    def import_prompts(request: Request, form):
         if require(request, "admin") is None:
             return login_redirect(request)
-        form = await checked_form(request)
         upload = form.get("file")
         if upload is None or not getattr(upload, "filename", ""):
             flash(request, "Choose a JSONL file of prompts to import.", "error")
             return RedirectResponse("/admin", status_code=303)
-        raw = await upload.read()
+        raw = upload.file.read()
         try:
             rows = preference.parse_prompt_lines(raw.decode("utf-8-sig"), upload.filename)
         except UnicodeDecodeError:
@@ -214,11 +225,10 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
                        f"{r['comparisons']} comparisons from answers in the file).")
         return RedirectResponse("/admin", status_code=303)
 
-    @app.post("/admin/generate")
-    async def generate(request: Request):
+    @post("/admin/generate")
+    def generate(request: Request, form):
         if require(request, "admin") is None:
             return login_redirect(request)
-        await checked_form(request)
         if writer is None:
             flash(request, "This server has no model to write answers with.", "error")
         elif (job := writer.start()) is None:

@@ -43,18 +43,45 @@ class AnswerWriter:
 
                 self.store.update_job(job, message=f"loading {self.model_ref}")
                 self._model = load_for_inference(self.model_ref, log=lambda *a: None)
-            model, tokenizer = self._model
-            for start in range(0, len(prompts), batch_size):
-                batch = prompts[start:start + batch_size]
-                items = [("chat", [{"role": "user", "content": p.text}]) for p in batch]
-                first = generate_answers(model, tokenizer, items, GREEDY)
-                second = generate_answers(model, tokenizer, items, SAMPLED)
-                for p, a, b in zip(batch, first, second):
-                    self.store.add_answers(p.id, [a or "(no answer)", b or "(no answer)"], self.model_ref)
-                self.store.update_job(job, done=start + len(batch), message=f"answered {start + len(batch)} of {len(prompts)}")
+            done = 0
+
+            def progress(n: int) -> None:
+                nonlocal done
+                done += n
+                self.store.update_job(job, done=done, message=f"answered {done} of {len(prompts)}")
+
+            write_answers(self.store, *self._model, self.model_ref, prompts, batch_size=batch_size, progress=progress)
             self.store.update_job(job, status="done", message=f"answered {len(prompts)} prompts")
         except Exception as exc:  # shown on the admin page; the prompts still waiting are taken by the next job
             self.store.update_job(job, status="failed", message=f"{type(exc).__name__}: {exc}")
             self.log(f"answer job {job} failed: {exc}")
         finally:
             self._lock.release()
+
+
+def write_answers(store: Store, model, tokenizer, model_name: str, prompts, per_prompt: int = 2, batch_size: int = 8,
+                  progress=None, retries: int = 3) -> None:
+    """Write `per_prompt` different answers to each prompt (the first greedy, the rest sampled) and store them
+    a batch at a time; answers 1+2, 3+4, ... of a prompt become its comparisons.
+
+    A well-taught model often samples its greedy answer again, and two identical answers give a rater
+    nothing to compare: an answer equal to an earlier one for the same prompt is sampled again, hotter each
+    time (`retries` times at most; what is still equal then is kept)."""
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        items = [("chat", [{"role": "user", "content": p.text}]) for p in batch]
+        columns = [generate_answers(model, tokenizer, items, GREEDY)]
+        columns += [generate_answers(model, tokenizer, items, SAMPLED) for _ in range(per_prompt - 1)]
+        answers = [list(row) for row in zip(*columns)]  # (prompt, answer)
+        for attempt in range(1, retries + 1):
+            again = [(i, j) for i, row in enumerate(answers) for j in range(1, len(row)) if row[j] in row[:j]]
+            if not again:
+                break
+            hotter = GenerationSettings(max_new_tokens=SAMPLED.max_new_tokens, top_p=SAMPLED.top_p,
+                                        temperature=SAMPLED.temperature + 0.2 * attempt)
+            for (i, j), text in zip(again, generate_answers(model, tokenizer, [items[i] for i, _ in again], hotter)):
+                answers[i][j] = text
+        for p, texts in zip(batch, answers):
+            store.add_answers(p.id, [t or "(no answer)" for t in texts], model_name)
+        if progress:
+            progress(len(batch))
