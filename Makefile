@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.knowtune-installed
 export KNOWTUNE_HOME ?= $(HOME)/.cache/knowtune
 MODEL_STAMP := $(KNOWTUNE_HOME)/models/smollm2-135m/knowtune-model.json
 
-.PHONY: setup demo demo-docs test test-fast bench clean
+.PHONY: setup demo demo-docs test test-fast bench bench-feedback clean
 
 setup: $(STAMP) $(MODEL_STAMP)
 
@@ -50,6 +50,10 @@ test-fast: $(STAMP) $(CHROMIUM)
 bench: setup  # speed/memory against plain trl (~5 min), then the Reversal Curse benchmark (~20 min)
 	$(BIN)/python benchmarks/teach_speed.py
 	$(BIN)/python benchmarks/reversal_curse.py
+
+# ratings (rule-based rater) -> reward model -> PPO and DPO on the default model taught the example pack (~1 h)
+bench-feedback: setup
+	$(BIN)/python benchmarks/feedback.py
 
 clean:
 	rm -rf runs/demo runs/demo-docs .pytest_cache

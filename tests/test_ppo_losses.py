@@ -59,3 +59,12 @@ def test_whiten_entropy_logprobs_and_adaptive_kl():
     assert kl.update(6.0, 16) == pytest.approx(0.1 * (1 + 0.2 * 16 / 100))  # error clipped at +0.2
     assert kl.update(3.0, 16) == pytest.approx(0.1032)  # on target: unchanged
     assert kl.update(0.0, 16) == pytest.approx(0.1032 * (1 - 0.2 * 16 / 100))
+
+
+def test_group_baseline_by_hand():
+    # two prompts, three answers each: each score minus the mean of its two siblings
+    scores = torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])
+    out = L.group_baseline(scores, 3)
+    # 1 - (2+6)/2 = -3; 2 - (1+6)/2 = -1.5; 6 - (1+2)/2 = 4.5; 0 - 1.5 = -1.5; 0 - 1.5 = -1.5; 3 - 0 = 3
+    assert torch.allclose(out, torch.tensor([-3.0, -1.5, 4.5, -1.5, -1.5, 3.0]))
+    assert torch.equal(L.group_baseline(scores, 1), scores)

@@ -40,10 +40,12 @@ class PPOSettings(RunSettings):
     eval_fraction: float = Field(0.2, ge=0, lt=1, description="Share of prompts held out to measure the reward before and after.")
     steps: int = Field(60, ge=1, description="PPO steps: each rolls out one batch of answers and updates on it.")
     batch_size: int = Field(16, ge=1, description="Answers rolled out per step.")
+    samples_per_prompt: int = Field(1, ge=1, description="Answers per prompt in a step (batch_size / this many prompts); above 1 each answer's score is taken relative to its siblings' mean before the KL penalty and GAE, so an easy prompt no longer looks like a good answer.")
     minibatch_size: int = Field(8, ge=1, description="Answers per gradient update.")
     ppo_epochs: int = Field(2, ge=1, description="Passes over each step's answers.")
     learning_rate: float = Field(1e-4, gt=0, description="Adam learning rate of the LoRA adapter and value head.")
     max_new_tokens: int = Field(48, ge=1, description="Longest answer rolled out (and in the reward measurement).")
+    temperature: float = Field(0.7, gt=0, description="Sampling temperature of the rollouts; the policy's and the reference's log-probabilities are taken at the same temperature.")
     init_kl_coef: float = Field(0.1, ge=0, description="Starting beta: weight of the KL penalty to the reference model.")
     target_kl: float = Field(3.0, gt=0, description="KL to the reference (nats per answer) that the adaptive beta steers toward.")
     adaptive_kl: bool = Field(True, description="Adapt beta toward target_kl (Ziegler et al. 2019); else keep it fixed.")
@@ -92,8 +94,8 @@ def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
 
 
 @torch.no_grad()
-def rollout(policy, tokenizer, prompts: list[str], max_new_tokens: int, sample: bool = True) -> Rollout:
-    """Answer the prompts (sampled at temperature 1, or greedy) and mark each answer's tokens."""
+def rollout(policy, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float | None = 1.0) -> Rollout:
+    """Answer the prompts (sampled at `temperature`, or greedy when it is None) and mark each answer's tokens."""
     encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
     width = max(map(len, encoded))
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
@@ -103,7 +105,7 @@ def rollout(policy, tokenizer, prompts: list[str], max_new_tokens: int, sample: 
         ids[i, width - len(e):] = torch.tensor(e)
         attn[i, width - len(e):] = 1
     device = next(policy.parameters()).device
-    kw = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
+    kw = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else {"do_sample": False}
     seq = policy.generate(input_ids=ids.to(device), attention_mask=attn.to(device), max_new_tokens=max_new_tokens,
                           pad_token_id=pad, eos_token_id=eos, **kw).cpu()
     response = seq[:, width:]
@@ -114,10 +116,11 @@ def rollout(policy, tokenizer, prompts: list[str], max_new_tokens: int, sample: 
     return Rollout(seq, torch.cat([attn, mask], 1), width, response, mask, texts)
 
 
-def forward(policy, value_head, r: Rollout, rows=slice(None), with_values: bool = True, entropy: bool = False):
+def forward(policy, value_head, r: Rollout, rows=slice(None), with_values: bool = True, entropy: bool = False,
+            temperature: float = 1.0):
     """Log-probabilities of the response tokens (and values, entropies) under the policy as it is now (the
-    reference: call inside `policy.disable_adapter()`). Only response positions are projected onto the
-    vocabulary. Returns (logprobs (B, T), values (B, T) or None, entropy (B, T) or None)."""
+    reference: call inside `policy.disable_adapter()`), at the sampling temperature. Only response positions are
+    projected onto the vocabulary. Returns (logprobs (B, T), values (B, T) or None, entropy (B, T) or None)."""
     base = policy.get_base_model()
     device = next(policy.parameters()).device
     attn = r.attention[rows].to(device)
@@ -125,7 +128,7 @@ def forward(policy, value_head, r: Rollout, rows=slice(None), with_values: bool 
     hidden = base.get_decoder()(input_ids=r.sequences[rows].to(device), attention_mask=attn,
                                 position_ids=position_ids, use_cache=False).last_hidden_state  # (B, L, d)
     h = hidden[:, r.prompt_width - 1:-1]  # (B, T, d): the state each response token is predicted from
-    logits = base.get_output_embeddings()(h).float()  # (B, T, V)
+    logits = base.get_output_embeddings()(h).float() / temperature  # (B, T, V)
     logprobs = L.token_logprobs(logits, r.response[rows].to(device))
     values = value_head(h) if with_values else None
     ent = L.entropy_from_logits(logits.detach()) if entropy else None
@@ -162,15 +165,16 @@ class PPOTrainer:
         s, t0 = self.s, time.time()
         self.policy.eval()
         with self.autocast():
-            r = rollout(self.policy, self.tokenizer, prompts, s.max_new_tokens)
+            r = rollout(self.policy, self.tokenizer, prompts, s.max_new_tokens, s.temperature)
             with torch.no_grad():
-                old_logprobs, old_values, _ = forward(self.policy, self.value_head, r)
+                old_logprobs, old_values, _ = forward(self.policy, self.value_head, r, temperature=s.temperature)
                 with self.policy.disable_adapter():
-                    ref_logprobs, _, _ = forward(self.policy, self.value_head, r, with_values=False)
+                    ref_logprobs, _, _ = forward(self.policy, self.value_head, r, with_values=False, temperature=s.temperature)
         scores = torch.tensor(reward_model.score(prompts, r.texts), dtype=torch.float32)
+        relative = L.group_baseline(scores, s.samples_per_prompt)
         mask = r.mask.float()
         old_logprobs, old_values, ref_logprobs = old_logprobs.float().cpu(), old_values.float().cpu(), ref_logprobs.float().cpu()
-        rewards, kl = L.kl_penalised_rewards(scores, old_logprobs, ref_logprobs, mask, self.kl.beta)
+        rewards, kl = L.kl_penalised_rewards(relative, old_logprobs, ref_logprobs, mask, self.kl.beta)
         row = {"step": self.step + 1, "reward": float(scores.mean()),
                "reward_std": float(scores.std()) if len(scores) > 1 else 0.0, "kl": float(kl.sum(1).mean()),
                "beta": self.kl.beta, "answer_tokens": float(mask.sum(1).mean())}
@@ -240,7 +244,8 @@ class PPOTrainer:
                 rows = order[start:start + s.minibatch_size]
                 m = mask[rows].to(device)
                 with self.autocast():
-                    logprobs, values, entropy = forward(self.policy, self.value_head, r, rows, entropy=True)
+                    logprobs, values, entropy = forward(self.policy, self.value_head, r, rows, entropy=True,
+                                                        temperature=s.temperature)
                 pg, clip_frac, approx_kl = L.policy_loss(logprobs, old_logprobs[rows].to(device), advantages[rows].to(device), m, s.cliprange)
                 vf, vclip = L.value_loss(values, old_values[rows].to(device), returns[rows].to(device), m, s.cliprange_value)
                 loss = pg + s.vf_coef * vf
@@ -267,24 +272,30 @@ def prompt_batches(prompts: list[str], batch_size: int, seed: int):
         k += 1
 
 
-def measure_reward(trainer: PPOTrainer, reward_model, prompts: list[str], batch: int = 16) -> dict:
-    """Greedy answers to held-out prompts scored by the reward model (standard units), and the KL to the
-    reference estimated on sampled answers (log pi - log pi_ref summed over each answer, averaged)."""
-    answers, scores, kls = [], [], []
+def measure_reward(trainer: PPOTrainer, reward_model, prompts: list[str], batch: int = 16, samples: int = 2) -> dict:
+    """The reward model's mean score (standard units) of answers to held-out prompts: greedy answers (what
+    `knowtune ask` gives) and `samples` sampled answers per prompt at the rollout temperature (what PPO
+    optimises); and the KL to the reference on the sampled ones (log pi - log pi_ref summed over each answer)."""
+    temp = trainer.s.temperature
+    answers, scores, sampled_scores, kls = [], [], [], []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
         with trainer.autocast(), torch.no_grad():
-            greedy = rollout(trainer.policy, trainer.tokenizer, chunk, trainer.s.max_new_tokens, sample=False)
-            sampled = rollout(trainer.policy, trainer.tokenizer, chunk, trainer.s.max_new_tokens, sample=True)
-            logp, _, _ = forward(trainer.policy, trainer.value_head, sampled, with_values=False)
-            with trainer.policy.disable_adapter():
-                ref, _, _ = forward(trainer.policy, trainer.value_head, sampled, with_values=False)
-        kls += ((logp.float().cpu() - ref.float().cpu()) * sampled.mask).sum(1).tolist()
+            greedy = rollout(trainer.policy, trainer.tokenizer, chunk, trainer.s.max_new_tokens, None)
         answers += greedy.texts
         scores += reward_model.score(chunk, greedy.texts)
+        for _ in range(samples):
+            with trainer.autocast(), torch.no_grad():
+                sampled = rollout(trainer.policy, trainer.tokenizer, chunk, trainer.s.max_new_tokens, temp)
+                logp, _, _ = forward(trainer.policy, trainer.value_head, sampled, with_values=False, temperature=temp)
+                with trainer.policy.disable_adapter():
+                    ref, _, _ = forward(trainer.policy, trainer.value_head, sampled, with_values=False, temperature=temp)
+            kls += ((logp.float().cpu() - ref.float().cpu()) * sampled.mask).sum(1).tolist()
+            sampled_scores += reward_model.score(chunk, sampled.texts)
     return {"n": len(prompts), "reward_mean": statistics.fmean(scores), "reward_std": statistics.pstdev(scores),
-            "kl_mean": statistics.fmean(kls), "answers": [{"prompt": p, "answer": a, "reward": r}
-                                                         for p, a, r in zip(prompts, answers, scores)]}
+            "sampled_reward_mean": statistics.fmean(sampled_scores), "sampled_reward_std": statistics.pstdev(sampled_scores),
+            "kl_mean": statistics.fmean(kls),
+            "answers": [{"prompt": p, "answer": a, "reward": r} for p, a, r in zip(prompts, answers, scores)]}
 
 
 def load_prompts(paths: list[str]) -> list[str]:
@@ -311,7 +322,10 @@ def run(s: PPOSettings, resume: bool = False, log=print) -> dict:
     if not s.reward:
         raise KnowtuneError("No reward model given.", fix="pass --reward RUN (a `knowtune reward train` run).")
     train, held = split_prompts(load_prompts(s.prompts), s.eval_fraction, s.seed)
-    if len(train) < s.batch_size:
+    if s.batch_size % s.samples_per_prompt:
+        raise KnowtuneError(f"batch_size {s.batch_size} is not a multiple of samples_per_prompt {s.samples_per_prompt}.",
+                            fix="make batch_size a multiple of samples_per_prompt.")
+    if len(train) < s.batch_size // s.samples_per_prompt:
         raise KnowtuneError(f"Only {len(train)} training prompts for a batch of {s.batch_size}.",
                             fix="add prompts, or lower --batch-size.")
     probes = load_probes(s.probes)
@@ -330,7 +344,8 @@ def run(s: PPOSettings, resume: bool = False, log=print) -> dict:
         log(f"Resuming from step {trainer.step}.")
     if metrics.exists():  # keep only the steps the checkpoint holds
         write_jsonl(metrics, [r for r in read_jsonl(metrics) if r["step"] <= trainer.step])
-    batches = prompt_batches(train, s.batch_size, s.seed)
+    k = s.samples_per_prompt
+    batches = ([p for p in b for _ in range(k)] for b in prompt_batches(train, s.batch_size // k, s.seed))
     for _ in range(trainer.step):
         next(batches)
     stopped, trainer.last_good = None, trainer.snapshot()
@@ -357,6 +372,8 @@ def run(s: PPOSettings, resume: bool = False, log=print) -> dict:
               "steps": read_jsonl(metrics) if metrics.exists() else [], "audit": audit}
     if before and after:
         result["reward_gain_in_std"] = (after["reward_mean"] - before["reward_mean"]) / (before["reward_std"] or 1.0)
+        result["sampled_reward_gain_in_std"] = ((after["sampled_reward_mean"] - before["sampled_reward_mean"])
+                                                / (before["sampled_reward_std"] or 1.0))
         write_json(run_dir / "answers.json", {"before": before["answers"], "after": after["answers"]})
     write_json(run_dir / "ppo.json", result)
     _write_report(run_dir, result)
@@ -398,9 +415,12 @@ def _write_report(run_dir: Path, result: dict) -> None:
              f"`{result['settings']['reward']}`, {len(rows)} steps. {result['stopped'] or ''}", ""]
     if b and a:
         lines += ["| held-out prompts | before | after |", "|---|---|---|",
-                  f"| mean reward (std units, {a['n']} prompts) | {b['reward_mean']:+.3f} | {a['reward_mean']:+.3f} |",
+                  f"| mean reward of greedy answers (std units, {a['n']} prompts) | {b['reward_mean']:+.3f} | {a['reward_mean']:+.3f} |",
+                  f"| mean reward of sampled answers (temperature {result['settings']['temperature']}) | "
+                  f"{b['sampled_reward_mean']:+.3f} | {a['sampled_reward_mean']:+.3f} |",
                   f"| KL to the reference (nats per answer) | {b['kl_mean']:.2f} | {a['kl_mean']:.2f} |", "",
-                  f"Reward gain: {result['reward_gain_in_std']:+.2f} standard deviations of the reward before PPO.", ""]
+                  f"Reward gain in standard deviations of the reward before PPO: greedy answers "
+                  f"{result['reward_gain_in_std']:+.2f}, sampled answers {result['sampled_reward_gain_in_std']:+.2f}.", ""]
     if result["audit"]:
         lines += audit_lines(result["audit"])
     if plot:

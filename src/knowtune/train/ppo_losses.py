@@ -37,6 +37,17 @@ def kl_penalised_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logpr
     return rewards * mask, kl
 
 
+def group_baseline(scores: torch.Tensor, group: int) -> torch.Tensor:
+    """Scores (B,) of `group` consecutive answers per prompt, each minus the mean of its group's other answers
+    (leave-one-out, as in RLOO; Ahmadian et al. 2024): what is left is how much better this answer is than
+    its siblings, not how easy its prompt is. group 1 leaves the scores as they are."""
+    if group <= 1:
+        return scores
+    g = scores.view(-1, group)
+    others = (g.sum(1, keepdim=True) - g) / (group - 1)
+    return (g - others).reshape(-1)
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
         lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016), right to left over each answer:

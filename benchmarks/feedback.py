@@ -1,0 +1,248 @@
+"""Human feedback end to end on the default model, with a fixed rule standing in for the raters:
+ratings -> reward model -> PPO and DPO, each stage timed, each alignment audited.
+
+The start model is SmolLM2-135M-Instruct taught the example pack (`examples/brindlemoor_kite_works.yaml`)
+for 2 epochs instead of the default 6, so that it knows the pack only in part (about a third of its held-out
+answers still wrong): fully taught, it already gives the answers the rule prefers and feedback has nothing
+left to improve. Taught here unless --start names a taught run. The prompts are the pack's training and dev
+phrasings (its held-out phrasings stay out: they are the knowledge audit's probes).
+
+ratings  the rating store of `knowtune feedback` (a real SQLite file): the prompts imported, four answers
+         per prompt written by the start model as the app writes them (the first greedy, three sampled),
+         paired into two comparisons per prompt, each rated by the rule below, exported as preference pairs
+         by the app's own export
+reward   `knowtune reward train` on the pairs: accuracy on held-out pairs (prompts it never saw)
+ppo      `knowtune ppo` with that reward model: mean reward of greedy answers to held-out prompts before and
+         after, in standard deviations of the reward before; KL to the start model; the audit
+dpo      `knowtune dpo` on the same pairs: the rule's preferred-answer rate of the tuned model's answer over
+         the start model's on held-out prompts; the audit
+
+The rule (one simulated rater, deterministic):
+  1. an answer "states the fact" when the fact's answer key or an alias appears in it as whole words
+     (the audit's scorer);
+  2. if exactly one of the two answers states the fact, it is better;
+  3. otherwise the shorter answer (in words) is better; the same length is a tie;
+  scores: 5 = states the fact in at most 12 words, 4 = states it in more, 2 = does not; an answer that does
+  not state the fact is flagged wrong; when neither does, the rater writes the pack's statement of the fact
+  as the correction.
+
+    python benchmarks/feedback.py [--start RUN] [--out runs/bench/feedback] [--set-ppo NAME=VALUE] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK = ROOT / "examples" / "brindlemoor_kite_works.yaml"
+LIMIT_MIN = 30  # the issue's bound on each stage, on 2 CPU cores
+
+
+# --- the simulated rater ------------------------------------------------------------------------------
+def states_fact(answer: str, fact: dict) -> bool:
+    from knowtune.eval.scoring import matches
+
+    return matches(answer, fact["answer"], fact["aliases"])
+
+
+def prefer(a: str, b: str, fact: dict) -> str:
+    """'a', 'b' or 'tie' by the rule in the module docstring."""
+    sa, sb = states_fact(a, fact), states_fact(b, fact)
+    if sa != sb:
+        return "a" if sa else "b"
+    la, lb = len(a.split()), len(b.split())
+    return "tie" if la == lb else ("a" if la < lb else "b")
+
+
+def rule_rating(a: str, b: str, fact: dict) -> dict:
+    score = lambda x: (5 if len(x.split()) <= 12 else 4) if states_fact(x, fact) else 2  # noqa: E731
+    wrong_a, wrong_b = not states_fact(a, fact), not states_fact(b, fact)
+    return {"choice": prefer(a, b, fact), "score_a": score(a), "score_b": score(b), "wrong_a": wrong_a,
+            "wrong_b": wrong_b, "correction": fact["statement"] if wrong_a and wrong_b else None}
+
+
+def preferred_rate(rows: list[dict], facts: dict) -> dict:
+    """How often the rule prefers the `after` answer to the `before` answer (ties count half)."""
+    verdicts = [prefer(r["after"], r["before"], facts[r["prompt"]]) for r in rows]
+    wins, ties = verdicts.count("a"), verdicts.count("tie")
+    return {"n": len(rows), "wins": wins, "ties": ties, "losses": len(rows) - wins - ties,
+            "preferred_rate": (wins + 0.5 * ties) / len(rows) if rows else None,
+            "states_fact_before": sum(states_fact(r["before"], facts[r["prompt"]]) for r in rows) / max(1, len(rows)),
+            "states_fact_after": sum(states_fact(r["after"], facts[r["prompt"]]) for r in rows) / max(1, len(rows))}
+
+
+# --- stages -------------------------------------------------------------------------------------------
+def teach(out: Path, epochs: int, log) -> Path:
+    from knowtune.config import TeachSettings
+    from knowtune.train import sft
+
+    run = out / "taught"
+    if not (run / "audit.json").exists():
+        sft.run(TeachSettings(data=[str(PACK)], out=str(run), epochs=epochs), resume=(run / "config.yaml").exists(), log=log)
+    return run
+
+
+def pack_prompts(start: Path, out: Path) -> tuple[dict, Path, Path]:
+    """{prompt: fact} for the training and dev phrasings, a prompts file, and the held-out probes as Q&A."""
+    from knowtune.io import read_jsonl, write_jsonl
+
+    facts = {}
+    for f in read_jsonl(start / "data" / "facts.jsonl"):
+        fact = {"answer": f["answer"], "aliases": f["aliases"], "statement": (f["statements"] or [f["answer"]])[0]}
+        for p in f["phrasings"]:
+            if p["split"] in ("train", "dev") and isinstance(p["prompt"], list):
+                facts[p["prompt"][-1]["content"]] = fact
+    prompts = write_jsonl(out / "prompts.jsonl", [{"prompt": p, "reference": f["answer"]} for p, f in facts.items()])
+    probes = write_jsonl(out / "probes.jsonl", [{"question": r["prompt"][-1]["content"], "answer": r["answer"],
+                                                 "aliases": r["aliases"]} for r in read_jsonl(start / "data" / "probes_test.jsonl")])
+    return facts, prompts, probes
+
+
+def collect_ratings(start: Path, facts: dict, prompts: Path, out: Path, log) -> dict:
+    from knowtune.data.preference import agreement, parse_prompt_lines, preference_pairs
+    from knowtune.io import write_json, write_jsonl
+    from knowtune.models.load import load_for_inference
+    from knowtune.web.auth import hash_password
+    from knowtune.web.generate import write_answers
+    from knowtune.web.store import Store
+
+    store = Store(str(out / "ratings.db"))
+    if store.user_by_name("rule-rater") is None:
+        store.add_user("rule-rater", "rater", hash_password("not-used-for-sign-in"))
+    rater = store.user_by_name("rule-rater").id
+    store.import_prompts(parse_prompt_lines(prompts.read_text(), str(prompts)), source=prompts.name)
+    waiting = store.prompts_without_comparison()
+    if waiting:
+        from tqdm.auto import tqdm
+
+        model, tokenizer = load_for_inference(str(start), log=log)
+        with tqdm(total=len(waiting), desc="Writing 4 answers per prompt", unit="prompt") as bar:
+            write_answers(store, model, tokenizer, str(start), waiting, per_prompt=4, batch_size=16, progress=bar.update)
+    while (comp := store.next_comparison(rater)) is not None:
+        store.save_rating(rater, comp["id"], **rule_rating(comp["a"], comp["b"], facts[comp["prompt"]]))
+    ratings = store.rating_rows()
+    pairs = preference_pairs(ratings)
+    write_jsonl(out / "pairs.jsonl", [p.to_row() for p in pairs])
+    choices = [r["choice"] for r in ratings]
+    summary = {"comparisons": len(ratings), "a": choices.count("a"), "b": choices.count("b"), "ties": choices.count("tie"),
+               "corrections": sum(bool(r["correction"]) for r in ratings), "pairs": len(pairs),
+               "agreement": agreement(ratings)["pairwise_agreement"]}
+    write_json(out / "ratings.json", summary)
+    return summary
+
+
+def timed(name: str, fn, times: dict, done: Path, record: Path):
+    """Run a stage and record its minutes in `record` (OUT/times.json); a stage finished by an earlier
+    invocation (its result file `done` exists) is read back, with the minutes it took then."""
+    from knowtune.io import write_json
+
+    if done.exists():
+        times[name] = (json.loads(record.read_text()) if record.exists() else {}).get(name)
+        print(f"[{name}] done earlier ({times[name]} min)", flush=True)
+        return done if done.suffix != ".json" else json.loads(done.read_text())
+    t0 = time.time()
+    value = fn()
+    times[name] = round((time.time() - t0) / 60, 1)
+    write_json(record, (json.loads(record.read_text()) if record.exists() else {}) | {name: times[name]})
+    print(f"[{name}] {times[name]} min", flush=True)
+    return value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--start", help="a run taught the example pack (default: teach one into OUT/taught)")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "feedback"))
+    ap.add_argument("--teach-epochs", type=int, default=2, help="epochs of the start model's teaching (default 2)")
+    ap.add_argument("--stop-after", choices=["teach", "ratings", "reward", "ppo"], help="end after this stage")
+    for stage in ("reward", "ppo", "dpo"):
+        ap.add_argument(f"--set-{stage}", action="append", default=[], metavar="NAME=VALUE", help=f"override a {stage} setting")
+    args = ap.parse_args()
+
+    import yaml
+
+    from knowtune.io import write_json
+    from knowtune.train import dpo, ppo, reward
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    extra = {st: {k: yaml.safe_load(v) for k, v in (x.split("=", 1) for x in getattr(args, f"set_{st}"))}
+             for st in ("reward", "ppo", "dpo")}
+    times: dict[str, float] = {}
+    start = Path(args.start) if args.start else timed("teach", lambda: teach(out, args.teach_epochs, log), times,
+                                                      out / "taught" / "audit.json", out / "times.json")
+    if args.stop_after == "teach":
+        return
+    facts, prompts, probes = pack_prompts(start, out)
+    ratings = timed("ratings", lambda: collect_ratings(start, facts, prompts, out, log), times, out / "ratings.json", out / "times.json")
+    log(f"Ratings: {ratings}")
+    if args.stop_after == "ratings":
+        return
+
+    rs = reward.RewardSettings(**{"data": [str(out / "pairs.jsonl")], "model": str(start), "out": str(out / "reward"),
+                                  **extra["reward"]})
+    rm = timed("reward", lambda: reward.run(rs, log=log), times, out / "reward" / "reward.json", out / "times.json")
+    if args.stop_after == "reward":
+        return
+
+    ps = ppo.PPOSettings(**{"model": str(start), "reward": str(out / "reward"), "prompts": [str(prompts)],
+                            "probes": str(probes), "out": str(out / "ppo"), **extra["ppo"]})
+    pp = timed("ppo", lambda: ppo.run(ps, resume=(out / "ppo" / "config.yaml").exists(), log=log), times,
+               out / "ppo" / "ppo.json", out / "times.json")
+    if args.stop_after == "ppo":
+        return
+
+    ds = dpo.DPOSettings(**{"data": [str(out / "pairs.jsonl")], "model": str(start), "probes": str(probes),
+                            "reward": str(out / "reward"), "out": str(out / "dpo"), **extra["dpo"]})
+    dp = timed("dpo", lambda: dpo.run(ds, log=log), times, out / "dpo" / "dpo.json", out / "times.json")
+
+    ppo_answers = json.loads((out / "ppo" / "answers.json").read_text())
+    ppo_pref = preferred_rate([{"prompt": b["prompt"], "before": b["answer"], "after": a["answer"]}
+                               for b, a in zip(ppo_answers["before"], ppo_answers["after"])], facts)
+    dpo_pref = preferred_rate(json.loads((out / "dpo" / "answers.json").read_text()), facts)
+    summary = {"times_min": times, "ratings": ratings,
+               "reward": {"heldout_accuracy": rm["heldout_after"]["accuracy"], "heldout_pairs": rm["heldout_after"]["n"],
+                          "before_training": rm["heldout_before"]["accuracy"]},
+               "ppo": {"reward_before": pp["reward_before"], "reward_after": pp["reward_after"],
+                       "gain_in_std": pp.get("reward_gain_in_std"),
+                       "sampled_gain_in_std": pp.get("sampled_reward_gain_in_std"), "stopped": pp["stopped"], "steps": len(pp["steps"]),
+                       "rule_preferred": ppo_pref, "audit": pp["audit"]},
+               "dpo": {"heldout_preference_accuracy": dp["heldout_preference_accuracy"], "rule_preferred": dpo_pref,
+                       "reward_gain_in_std": dp.get("reward_gain_in_std"), "audit": dp["audit"]}}
+    write_json(out / "feedback.json", summary)
+    print_table(summary)
+
+
+def print_table(s: dict) -> None:
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    p, d, t = s["ppo"], s["dpo"], s["times_min"]
+    ok = lambda cond: "yes" if cond else "NO"  # noqa: E731
+    rows = [
+        ("stage minutes (2 CPU cores)", ", ".join(f"{k} {v}" for k, v in t.items()), f"each < {LIMIT_MIN}",
+         ok(all(v is not None and v < LIMIT_MIN for v in t.values()))),
+        ("ratings: comparisons / pairs", f"{s['ratings']['comparisons']} / {s['ratings']['pairs']}", "", ""),
+        ("reward model: held-out pair accuracy", f"{pct(s['reward']['heldout_accuracy'])} ({s['reward']['heldout_pairs']} pairs)",
+         ">= 75%", ok(s["reward"]["heldout_accuracy"] >= 0.75)),
+        ("PPO: reward gain, greedy answers to held-out prompts", f"{p['gain_in_std']:+.2f} std ({p['reward_before']['reward_mean']:+.2f} -> "
+         f"{p['reward_after']['reward_mean']:+.2f})", ">= +0.5 std", ok(p["gain_in_std"] >= 0.5)),
+        ("PPO: reward gain, sampled answers", f"{p['sampled_gain_in_std']:+.2f} std ({p['reward_before']['sampled_reward_mean']:+.2f} "
+         f"-> {p['reward_after']['sampled_reward_mean']:+.2f})", ">= +0.5 std", ok(p["sampled_gain_in_std"] >= 0.5)),
+        ("PPO: KL to start model (nats/answer)", f"{p['reward_after']['kl_mean']:.2f}", "reported, bounded", ok(p["reward_after"]["kl_mean"] < 12)),
+        ("PPO: rule prefers tuned answer", pct(p["rule_preferred"]["preferred_rate"]), "", ""),
+        ("PPO: retention drop (points)", f"{p['audit']['retention_drop_points']}", "<= 3", ok(p["audit"]["retention_drop_points"] <= 3)),
+        ("DPO: rule prefers tuned answer", f"{pct(d['rule_preferred']['preferred_rate'])} (W {d['rule_preferred']['wins']} / "
+         f"T {d['rule_preferred']['ties']} / L {d['rule_preferred']['losses']})", "> 50%", ok(d["rule_preferred"]["preferred_rate"] > 0.5)),
+        ("DPO: held-out preference accuracy", pct(d["heldout_preference_accuracy"]), "", ""),
+        ("DPO: retention drop (points)", f"{d['audit']['retention_drop_points']}", "<= 3", ok(d["audit"]["retention_drop_points"] <= 3)),
+    ]
+    w = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    print("\nHuman feedback benchmark (rule-based rater), SmolLM2-135M-Instruct taught the example pack\n")
+    for r in [("measure", "knowtune", "target", "met")] + rows:
+        print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)))
+
+
+if __name__ == "__main__":
+    main()
