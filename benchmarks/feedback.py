@@ -136,13 +136,13 @@ def collect_ratings(start: Path, facts: dict, prompts: Path, out: Path, log) -> 
 
 def timed(name: str, fn, times: dict, done: Path, record: Path):
     """Run a stage and record its minutes in `record` (OUT/times.json); a stage finished by an earlier
-    invocation (its result file `done` exists) is read back, with the minutes it took then."""
+    invocation (its JSON result file `done` exists) is read back, with the minutes it took then."""
     from knowtune.io import write_json
 
     if done.exists():
         times[name] = (json.loads(record.read_text()) if record.exists() else {}).get(name)
         print(f"[{name}] done earlier ({times[name]} min)", flush=True)
-        return done if done.suffix != ".json" else json.loads(done.read_text())
+        return json.loads(done.read_text())
     t0 = time.time()
     value = fn()
     times[name] = round((time.time() - t0) / 60, 1)
@@ -172,32 +172,36 @@ def main() -> None:
     extra = {st: {k: yaml.safe_load(v) for k, v in (x.split("=", 1) for x in getattr(args, f"set_{st}"))}
              for st in ("reward", "ppo", "dpo")}
     times: dict[str, float] = {}
-    start = Path(args.start) if args.start else timed("teach", lambda: teach(out, args.teach_epochs, log), times,
-                                                      out / "taught" / "audit.json", out / "times.json")
+    record = out / "times.json"
+    if args.start:
+        start = Path(args.start)
+    else:  # the stage's result is the run's audit; what the next stages need is the run itself
+        timed("teach", lambda: teach(out, args.teach_epochs, log), times, out / "taught" / "audit.json", record)
+        start = out / "taught"
     if args.stop_after == "teach":
         return
     facts, prompts, probes = pack_prompts(start, out)
-    ratings = timed("ratings", lambda: collect_ratings(start, facts, prompts, out, log), times, out / "ratings.json", out / "times.json")
+    ratings = timed("ratings", lambda: collect_ratings(start, facts, prompts, out, log), times, out / "ratings.json", record)
     log(f"Ratings: {ratings}")
     if args.stop_after == "ratings":
         return
 
     rs = reward.RewardSettings(**{"data": [str(out / "pairs.jsonl")], "model": str(start), "out": str(out / "reward"),
                                   **extra["reward"]})
-    rm = timed("reward", lambda: reward.run(rs, log=log), times, out / "reward" / "reward.json", out / "times.json")
+    rm = timed("reward", lambda: reward.run(rs, log=log), times, out / "reward" / "reward.json", record)
     if args.stop_after == "reward":
         return
 
     ps = ppo.PPOSettings(**{"model": str(start), "reward": str(out / "reward"), "prompts": [str(prompts)],
                             "probes": str(probes), "out": str(out / "ppo"), **extra["ppo"]})
     pp = timed("ppo", lambda: ppo.run(ps, resume=(out / "ppo" / "config.yaml").exists(), log=log), times,
-               out / "ppo" / "ppo.json", out / "times.json")
+               out / "ppo" / "ppo.json", record)
     if args.stop_after == "ppo":
         return
 
     ds = dpo.DPOSettings(**{"data": [str(out / "pairs.jsonl")], "model": str(start), "probes": str(probes),
                             "reward": str(out / "reward"), "out": str(out / "dpo"), **extra["dpo"]})
-    dp = timed("dpo", lambda: dpo.run(ds, log=log), times, out / "dpo" / "dpo.json", out / "times.json")
+    dp = timed("dpo", lambda: dpo.run(ds, log=log), times, out / "dpo" / "dpo.json", record)
 
     ppo_answers = json.loads((out / "ppo" / "answers.json").read_text())
     ppo_pref = preferred_rate([{"prompt": b["prompt"], "before": b["answer"], "after": a["answer"]}

@@ -8,6 +8,7 @@ progress, so a stopped server loses at most one batch, and the next job picks up
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from knowtune.eval.generate import GenerationSettings, generate_answers
 from knowtune.web.store import Store
@@ -77,8 +78,7 @@ def write_answers(store: Store, model, tokenizer, model_name: str, prompts, per_
             again = [(i, j) for i, row in enumerate(answers) for j in range(1, len(row)) if row[j] in row[:j]]
             if not again:
                 break
-            hotter = GenerationSettings(max_new_tokens=SAMPLED.max_new_tokens, top_p=SAMPLED.top_p,
-                                        temperature=SAMPLED.temperature + 0.2 * attempt)
+            hotter = replace(SAMPLED, temperature=SAMPLED.temperature + 0.2 * attempt)
             for (i, j), text in zip(again, generate_answers(model, tokenizer, [items[i] for i, _ in again], hotter)):
                 answers[i][j] = text
         for p, texts in zip(batch, answers):
