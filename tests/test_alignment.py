@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -69,11 +70,16 @@ def test_ppo_runs_logs_and_saves(tiny_model, reward_run, prompts, probes, work):
     from knowtune.models.load import load_for_inference
     from knowtune.train import ppo
 
-    s = ppo_settings(tiny_model, reward_run, prompts, work / "ppo", probes=probes, audit=True)
+    start = work / "taught"  # a start model that is a taught run brings its replay answers (the tiny one writes none)
+    shutil.copytree(tiny_model, start)
+    (start / "data").mkdir()
+    (start / "data" / "replay.jsonl").write_text("".join(json.dumps({"prompt": f"Name a colour, please ({i}).", "answer": "Blue."})
+                                                         + "\n" for i in range(6)))
+    s = ppo_settings(start, reward_run, prompts, work / "ppo", probes=probes, audit=True)
     r = ppo.run(s, log=lambda *a: None)
     assert [row["step"] for row in r["steps"]] == [1, 2, 3]
     for row in r["steps"]:
-        for key in ("reward", "kl", "beta", "entropy", "clip_fraction", "value_loss", "policy_loss", "approx_kl"):
+        for key in ("reward", "kl", "beta", "entropy", "clip_fraction", "value_loss", "policy_loss", "approx_kl", "replay_loss"):
             assert math.isfinite(row[key]), key
     assert r["reward_before"]["n"] == 6 and r["reward_before"]["kl_mean"] == pytest.approx(0.0, abs=1e-3)
     assert math.isfinite(r["reward_gain_in_std"]) and r["audit"]["n_retention"] == 120 and r["audit"]["n_probes"] == 4
@@ -83,6 +89,30 @@ def test_ppo_runs_logs_and_saves(tiny_model, reward_run, prompts, probes, work):
         assert (s.run_dir() / name).exists(), name
     model, _ = load_for_inference(str(s.run_dir()), log=lambda *a: None)  # a PPO run loads like any run
     assert model is not None
+
+
+def test_replay_answers_are_scored_as_if_alone(tiny_model):
+    """The replay loss scores given answers to left-padded prompts of different lengths: each answer's
+    log-probabilities must equal those of its prompt + answer run through the model alone, unpadded."""
+    from peft import LoraConfig, get_peft_model
+
+    from knowtune.models.load import load_for_inference
+    from knowtune.train.ppo import chat_prompt_ids, forward, teacher_forced
+
+    model, tok = load_for_inference(str(tiny_model), log=lambda *a: None)
+    policy = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    prompts = ["What colour is kite 1?", "Name the kite that flew highest over the northern hills last spring."]
+    answers = ["Kite 1 is blue and it flies well in strong wind.", "Blue."]
+    r = teacher_forced(tok, prompts, answers)
+    with torch.no_grad():
+        logprobs, _, _ = forward(policy, None, r, with_values=False)
+    for i, (p, a) in enumerate(zip(prompts, answers)):
+        prompt, answer = chat_prompt_ids(tok, p), tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert r.mask[i].sum() == len(answer) and tok.decode(r.response[i][r.mask[i].bool()], skip_special_tokens=True) == a
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + answer])).logits[0, len(prompt) - 1:-1].float()
+        alone = torch.log_softmax(logits, -1).gather(1, torch.tensor(answer)[:, None]).squeeze(1)
+        assert torch.allclose(logprobs[i, :len(answer)], alone, atol=1e-4)
 
 
 def test_ppo_resumes_from_its_checkpoint_exactly(tiny_model, reward_run, prompts, work):

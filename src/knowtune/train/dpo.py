@@ -34,6 +34,7 @@ class DPOSettings(RunSettings):
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the LoRA adapter.")
     batch_size: int = Field(8, ge=1, description="Pairs (DPO) or answers (KTO) per optimiser step.")
     beta: float = Field(0.1, gt=0, description="Strength of the pull toward the reference model (higher: stay closer).")
+    sft_weight: float = Field(1.0, ge=0, description="DPO only: weight of a language-model loss on the chosen answers added to the DPO loss (RPO, Pang et al. 2024). DPO alone can lower the chosen answer's likelihood along with the rejected one's until the model's text falls apart; this keeps it up. 0 turns it off.")
     max_length: int = Field(384, ge=16, description="Longest prompt + answer in tokens.")
     max_new_tokens: int = Field(48, ge=1, description="Longest greedy answer in the before / after comparison.")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")
@@ -143,7 +144,8 @@ def run(s: DPOSettings, pairs: list[Pair] | None = None, log=print) -> dict:
     else:
         from trl import DPOConfig, DPOTrainer
 
-        trainer = DPOTrainer(model=model, args=DPOConfig(**common, eval_strategy="no"),
+        losses = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, s.sft_weight]) if s.sft_weight else {}
+        trainer = DPOTrainer(model=model, args=DPOConfig(**common, **losses, eval_strategy="no"),
                              train_dataset=_conversational_pairs(train_pairs),
                              eval_dataset=_conversational_pairs(held) if held else None,
                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)

@@ -5,10 +5,13 @@ ships a PPO trainer.
 policy     the start model (a base or a taught run) + a new LoRA adapter, and a value head on its last
            hidden state
 reference  the same model with the adapter switched off: exactly the model before PPO, at no extra memory
-each step  roll out answers to a batch of prompts (sampling at temperature 1); score them with the reward
+each step  roll out answers to a batch of prompts (sampled at `temperature`); score them with the reward
            model; per-token reward -beta * (log pi - log pi_ref) plus the score on the last token; advantages
            by GAE; a few epochs of minibatch updates on the clipped objective + the value loss; beta adapts
            toward a target KL; training stops if the KL runs away (the last step within bounds is kept)
+replay     (PPO-ptx, Ouyang et al. 2022) each minibatch update also fits a few of the start model's own answers
+           to general prompts (a language-model loss weighted by replay_coef), so steering answers on the
+           knowledge prompts does not drift what the model says elsewhere
 measure    mean reward of greedy answers to held-out prompts before and after (in the reward model's
            standard units), KL to the reference on them, and the knowledge audit before and after
 """
@@ -28,8 +31,8 @@ from pydantic import Field
 
 from knowtune.config import RunSettings
 from knowtune.errors import KnowtuneError
-from knowtune.io import (append_jsonl, cached_json, read_jsonl, replace_dir, save_pretrained_atomic, write_json,
-                         write_jsonl, write_text)
+from knowtune.io import (append_jsonl, cached_json, cached_rows, read_jsonl, replace_dir, save_pretrained_atomic,
+                         write_json, write_jsonl, write_text)
 from knowtune.train import ppo_losses as L
 
 
@@ -51,6 +54,8 @@ class PPOSettings(RunSettings):
     adaptive_kl: bool = Field(True, description="Adapt beta toward target_kl (Ziegler et al. 2019); else keep it fixed.")
     kl_horizon: int = Field(10000, ge=1, description="How fast beta adapts (larger: slower).")
     kl_stop: float = Field(12.0, gt=0, description="Stop when the mean KL of a step passes this (nats per answer): the KL has run away.")
+    replay_coef: float = Field(1.0, ge=0, description="Weight of the replay loss: the language-model loss on the start model's answers to general prompts, added to every minibatch update against forgetting (PPO-ptx). 0 turns it off.")
+    replay_batch: int = Field(4, ge=1, description="Replay answers per minibatch update.")
     gamma: float = Field(1.0, ge=0, le=1, description="Discount of GAE.")
     lam: float = Field(0.95, ge=0, le=1, description="Lambda of GAE.")
     cliprange: float = Field(0.2, gt=0, description="Clip range of the policy ratio.")
@@ -93,17 +98,35 @@ def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def left_padded_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(ids, attention, width): the chat prompts left-padded, so every answer starts at column `width`."""
+    encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
+    width = max(map(len, encoded))
+    ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for i, e in enumerate(encoded):
+        ids[i, width - len(e):] = torch.tensor(e)
+        attn[i, width - len(e):] = 1
+    return ids, attn, width
+
+
+def teacher_forced(tokenizer, prompts: list[str], answers: list[str]) -> Rollout:
+    """Given answers (each closed by the end-of-turn token) laid out as a rollout, to score or fit them."""
+    ids, attn, width = left_padded_prompts(tokenizer, prompts)
+    encoded = [tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for a in answers]
+    response = torch.full((len(encoded), max(map(len, encoded))), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(response)
+    for i, e in enumerate(encoded):
+        response[i, :len(e)] = torch.tensor(e)
+        mask[i, :len(e)] = 1
+    return Rollout(torch.cat([ids, response], 1), torch.cat([attn, mask], 1), width, response, mask, list(answers))
+
+
 @torch.no_grad()
 def rollout(policy, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float | None = 1.0) -> Rollout:
     """Answer the prompts (sampled at `temperature`, or greedy when it is None) and mark each answer's tokens."""
-    encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
-    width = max(map(len, encoded))
+    ids, attn, width = left_padded_prompts(tokenizer, prompts)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    for i, e in enumerate(encoded):  # left padding: every answer starts at column `width`
-        ids[i, width - len(e):] = torch.tensor(e)
-        attn[i, width - len(e):] = 1
     device = next(policy.parameters()).device
     kw = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else {"do_sample": False}
     seq = policy.generate(input_ids=ids.to(device), attention_mask=attn.to(device), max_new_tokens=max_new_tokens,
@@ -138,7 +161,7 @@ def forward(policy, value_head, r: Rollout, rows=slice(None), with_values: bool 
 class PPOTrainer:
     """The policy (LoRA on the start model), its value head, the optimiser and the KL controller."""
 
-    def __init__(self, s: PPOSettings, model, tokenizer, log=print):
+    def __init__(self, s: PPOSettings, model, tokenizer, log=print, replay: list[dict] | None = None):
         from peft import LoraConfig, get_peft_model
 
         from knowtune.train.sft import use_bf16
@@ -154,6 +177,16 @@ class PPOTrainer:
         self.kl = L.AdaptiveKL(s.init_kl_coef, s.target_kl, s.kl_horizon)
         self.bf16 = use_bf16(s.bf16)
         self.step = 0
+        self.replay = [(r["prompt"], r["answer"]) for r in replay or []] if s.replay_coef else []
+
+    def replay_loss(self, update: int):
+        """Mean negative log-likelihood of `replay_batch` of the start model's general answers (a seeded pick)."""
+        pick = random.Random(self.s.seed * 1000003 + self.step * 1009 + update).sample(
+            self.replay, min(self.s.replay_batch, len(self.replay)))
+        r = teacher_forced(self.tokenizer, [p for p, _ in pick], [a for _, a in pick])
+        with self.autocast():
+            logprobs, _, _ = forward(self.policy, self.value_head, r, with_values=False)
+        return -L.masked_mean(logprobs, r.mask.to(logprobs.device).float())
 
     def autocast(self):
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -236,7 +269,7 @@ class PPOTrainer:
         self.policy.train()
         device = next(self.policy.parameters()).device
         logs: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clip_fraction", "value_clip_fraction",
-                                                         "approx_kl", "entropy")}
+                                                         "approx_kl", "entropy", "replay_loss")}
         n = len(r.texts)
         for _ in range(s.ppo_epochs):
             order = torch.randperm(n)
@@ -249,6 +282,10 @@ class PPOTrainer:
                 pg, clip_frac, approx_kl = L.policy_loss(logprobs, old_logprobs[rows].to(device), advantages[rows].to(device), m, s.cliprange)
                 vf, vclip = L.value_loss(values, old_values[rows].to(device), returns[rows].to(device), m, s.cliprange_value)
                 loss = pg + s.vf_coef * vf
+                if self.replay:
+                    ptx = self.replay_loss(len(logs["policy_loss"]))
+                    loss = loss + s.replay_coef * ptx
+                    logs["replay_loss"].append(float(ptx.detach()))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], s.max_grad_norm)
@@ -257,7 +294,7 @@ class PPOTrainer:
                              ("value_clip_fraction", vclip), ("approx_kl", approx_kl), ("entropy", L.masked_mean(entropy, m))):
                     logs[k].append(float(v.detach()))
         self.policy.eval()
-        return {k: statistics.fmean(v) for k, v in logs.items()}
+        return {k: statistics.fmean(v) for k, v in logs.items() if v}
 
 
 def prompt_batches(prompts: list[str], batch_size: int, seed: int):
@@ -298,6 +335,22 @@ def measure_reward(trainer: PPOTrainer, reward_model, prompts: list[str], batch:
             "answers": [{"prompt": p, "answer": a, "reward": r} for p, a, r in zip(prompts, answers, scores)]}
 
 
+def replay_answers(s: PPOSettings, model, tokenizer, run_dir: Path, log) -> list[dict]:
+    """The replay set: a taught start run's own (its base model's answers to the general prompts, which its
+    teaching kept), else the start model's greedy answers to them, written once into the run folder."""
+    if not s.replay_coef:
+        return []
+    taught = Path(s.model) / "data" / "replay.jsonl"
+    if taught.exists():
+        return read_jsonl(taught)
+    from knowtune.train.sft import _replay_answers
+
+    rows = cached_rows(run_dir / "data" / "replay.jsonl", lambda: _replay_answers(model, tokenizer, log))
+    if not rows:
+        log("The start model gave no answers to the general prompts: PPO runs without replay.")
+    return rows
+
+
 def load_prompts(paths: list[str]) -> list[str]:
     from knowtune.data.preference import parse_prompt_lines
 
@@ -333,7 +386,7 @@ def run(s: PPOSettings, resume: bool = False, log=print) -> dict:
     init_run_dir(run_dir, s, resume)
     reward_model = RewardModel.load(s.reward, log=log)
     model, tokenizer = load_for_inference(s.model, log=log)
-    trainer = PPOTrainer(s, model, tokenizer, log)
+    trainer = PPOTrainer(s, model, tokenizer, log, replay=replay_answers(s, model, tokenizer, run_dir, log))
     log(f"PPO on {len(train)} prompts ({len(held)} held out), {s.steps} steps of {s.batch_size} answers; "
         f"reward model {s.reward}; {'bf16' if trainer.bf16 else 'fp32'}.")
     before = cached_json(run_dir / "before.json", lambda: measure_reward(trainer, reward_model, held)) if held else None
