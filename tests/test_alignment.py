@@ -75,7 +75,7 @@ def test_ppo_runs_logs_and_saves(tiny_model, reward_run, prompts, probes, work):
     (start / "data").mkdir()
     (start / "data" / "replay.jsonl").write_text("".join(json.dumps({"prompt": f"Name a colour, please ({i}).", "answer": "Blue."})
                                                          + "\n" for i in range(6)))
-    s = ppo_settings(start, reward_run, prompts, work / "ppo", probes=probes, audit=True)
+    s = ppo_settings(start, reward_run, prompts, work / "ppo", probes=probes, audit=True, replay_coef=1.0)
     r = ppo.run(s, log=lambda *a: None)
     assert [row["step"] for row in r["steps"]] == [1, 2, 3]
     for row in r["steps"]:
