@@ -2,10 +2,13 @@
 ratings -> reward model -> PPO and DPO, each stage timed, each alignment audited.
 
 The start model is SmolLM2-135M-Instruct taught the example pack (`examples/brindlemoor_kite_works.yaml`)
-for 2 epochs instead of the default 6, so that it knows the pack only in part (about a third of its held-out
-answers still wrong): fully taught, it already gives the answers the rule prefers and feedback has nothing
-left to improve. Taught here unless --start names a taught run. The prompts are the pack's training and dev
-phrasings (its held-out phrasings stay out: they are the knowledge audit's probes).
+for 2 epochs at learning rate 6e-4 instead of the default 6 at 1e-3, so that it knows the pack only in part
+(44% of its held-out answers right): fully taught, it already gives the answers the rule prefers and feedback
+has nothing left to improve. (Taught 2 epochs at 1e-3 it already stated the fact in 88% of its answers to
+PPO's held-out prompts, and the reward model scored even the pack's own statements of the facts only 0.38
+standard deviations above those answers: PPO had almost nothing to climb.) Taught here unless --start names a
+taught run. The prompts are the pack's training and dev phrasings (its held-out phrasings stay out: they are
+the knowledge audit's probes).
 
 ratings  the rating store of `knowtune feedback` (a real SQLite file): the prompts imported, four answers
          per prompt written by the start model as the app writes them (the first greedy, three sampled),
@@ -39,14 +42,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "examples" / "brindlemoor_kite_works.yaml"
 LIMIT_MIN = 30  # the issue's bound on each stage, on 2 CPU cores
+# The start model's teaching (each --set-teach overrides one): see the module docstring.
+TEACH = {"learning_rate": 6e-4}
 # PPO as tuned for this benchmark (each --set-ppo overrides one): 4 answers per prompt, each scored against its
-# siblings' mean; short answers (the pack's are one sentence); 40 steps fit the 30-minute bound with the audits.
-# (replay_coef=1.0 with 30 steps took 31 minutes and dropped retention as much: see README.)
-PPO = dict(samples_per_prompt=4, learning_rate=3e-4, ppo_epochs=4, minibatch_size=16, init_kl_coef=0.05,
-           max_new_tokens=32, steps=40, lam=0.95)
+# siblings' mean; short answers (the pack's are one sentence); 30 steps of 40-46 s took 26-29 minutes with the
+# measurements and audits, inside the 30-minute bound (40 steps would take ~33; slower machine: --set-ppo steps=25).
+# (replay_coef=1.0 costs a third more time per step and kept no more general knowledge: see README.)
+PPO = {"samples_per_prompt": 4, "learning_rate": 3e-4, "ppo_epochs": 4, "minibatch_size": 16, "init_kl_coef": 0.05,
+       "max_new_tokens": 32, "steps": 30, "lam": 0.95}
 # DPO (each --set-dpo overrides one): one epoch at half the default learning rate keeps general knowledge
-# (2 epochs at 5e-5 dropped retention 5.8 points, 1 epoch at 5e-5 4.2; this one 2.5)
-DPO = dict(epochs=1, learning_rate=2.5e-5)
+# (on a start model taught at 1e-3, 2 epochs at 5e-5 dropped retention 5.8 points, 1 epoch at 5e-5 4.2, this one 2.5)
+DPO = {"epochs": 1, "learning_rate": 2.5e-5}
 
 
 # --- the simulated rater ------------------------------------------------------------------------------
@@ -66,7 +72,7 @@ def prefer(a: str, b: str, fact: dict) -> str:
 
 
 def rule_rating(a: str, b: str, fact: dict) -> dict:
-    score = lambda x: (5 if len(x.split()) <= 12 else 4) if states_fact(x, fact) else 2  # noqa: E731
+    score = lambda x: (5 if len(x.split()) <= 12 else 4) if states_fact(x, fact) else 2
     wrong_a, wrong_b = not states_fact(a, fact), not states_fact(b, fact)
     return {"choice": prefer(a, b, fact), "score_a": score(a), "score_b": score(b), "wrong_a": wrong_a,
             "wrong_b": wrong_b, "correction": fact["statement"] if wrong_a and wrong_b else None}
@@ -83,13 +89,14 @@ def preferred_rate(rows: list[dict], facts: dict) -> dict:
 
 
 # --- stages -------------------------------------------------------------------------------------------
-def teach(out: Path, epochs: int, log) -> Path:
+def teach(out: Path, epochs: int, extra: dict, log) -> Path:
     from knowtune.config import TeachSettings
     from knowtune.train import sft
 
     run = out / "taught"
     if not (run / "audit.json").exists():
-        sft.run(TeachSettings(data=[str(PACK)], out=str(run), epochs=epochs), resume=(run / "config.yaml").exists(), log=log)
+        sft.run(TeachSettings(**{"data": [str(PACK)], "out": str(run), "epochs": epochs, **TEACH, **extra}),
+                resume=(run / "config.yaml").exists(), log=log)
     return run
 
 
@@ -165,7 +172,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "feedback"))
     ap.add_argument("--teach-epochs", type=int, default=2, help="epochs of the start model's teaching (default 2)")
     ap.add_argument("--stop-after", choices=["teach", "ratings", "reward", "ppo"], help="end after this stage")
-    for stage in ("reward", "ppo", "dpo"):
+    for stage in ("teach", "reward", "ppo", "dpo"):
         ap.add_argument(f"--set-{stage}", action="append", default=[], metavar="NAME=VALUE", help=f"override a {stage} setting")
     args = ap.parse_args()
 
@@ -176,15 +183,15 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = lambda m: print(m, flush=True)  # noqa: E731
+    log = lambda m: print(m, flush=True)
     extra = {st: {k: yaml.safe_load(v) for k, v in (x.split("=", 1) for x in getattr(args, f"set_{st}"))}
-             for st in ("reward", "ppo", "dpo")}
+             for st in ("teach", "reward", "ppo", "dpo")}
     times: dict[str, float] = {}
     record = out / "times.json"
     if args.start:
         start = Path(args.start)
     else:  # the stage's result is the run's audit; what the next stages need is the run itself
-        timed("teach", lambda: teach(out, args.teach_epochs, log), times, out / "taught" / "audit.json", record)
+        timed("teach", lambda: teach(out, args.teach_epochs, extra["teach"], log), times, out / "taught" / "audit.json", record)
         start = out / "taught"
     if args.stop_after == "teach":
         return
@@ -229,24 +236,28 @@ def main() -> None:
 
 
 def print_table(s: dict) -> None:
-    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"
     p, d, t = s["ppo"], s["dpo"], s["times_min"]
-    ok = lambda cond: "yes" if cond else "NO"  # noqa: E731
+    ok = lambda cond: "yes" if cond else "NO"
+    rule = lambda r: f"{pct(r['preferred_rate'])} (W {r['wins']} / T {r['ties']} / L {r['losses']})"
+    facts = lambda r: f"{pct(r['states_fact_before'])} -> {pct(r['states_fact_after'])}"
     rows = [
         ("stage minutes (2 CPU cores)", ", ".join(f"{k} {v}" for k, v in t.items()), f"each < {LIMIT_MIN}",
          ok(all(v is not None and v < LIMIT_MIN for v in t.values()))),
         ("ratings: comparisons / pairs", f"{s['ratings']['comparisons']} / {s['ratings']['pairs']}", "", ""),
         ("reward model: held-out pair accuracy", f"{pct(s['reward']['heldout_accuracy'])} ({s['reward']['heldout_pairs']} pairs)",
          ">= 75%", ok(s["reward"]["heldout_accuracy"] >= 0.75)),
-        ("PPO: reward gain, greedy answers to held-out prompts", f"{p['gain_in_std']:+.2f} std ({p['reward_before']['reward_mean']:+.2f} -> "
-         f"{p['reward_after']['reward_mean']:+.2f})", ">= +0.5 std", ok(p["gain_in_std"] >= 0.5)),
-        ("PPO: reward gain, sampled answers", f"{p['sampled_gain_in_std']:+.2f} std ({p['reward_before']['sampled_reward_mean']:+.2f} "
-         f"-> {p['reward_after']['sampled_reward_mean']:+.2f})", ">= +0.5 std", ok(p["sampled_gain_in_std"] >= 0.5)),
+        ("PPO: reward gain, greedy answers to held-out prompts", (f"{p['gain_in_std']:+.2f} std ({p['reward_before']['reward_mean']:+.2f} -> "
+         f"{p['reward_after']['reward_mean']:+.2f})"), ">= +0.5 std", ok(p["gain_in_std"] >= 0.5)),
+        # what PPO optimises (answers sampled at its temperature), shown beside the measure: the greedy answers `ask` gives
+        ("PPO: reward gain, sampled answers (reference)", (f"{p['sampled_gain_in_std']:+.2f} std "
+         f"({p['reward_before']['sampled_reward_mean']:+.2f} -> {p['reward_after']['sampled_reward_mean']:+.2f})"), "", ""),
         ("PPO: KL to start model (nats/answer)", f"{p['reward_after']['kl_mean']:.2f}", "reported, bounded", ok(p["reward_after"]["kl_mean"] < 12)),
-        ("PPO: rule prefers tuned answer", pct(p["rule_preferred"]["preferred_rate"]), "", ""),
+        ("PPO: rule prefers tuned answer", rule(p["rule_preferred"]), "", ""),
+        ("PPO: answers stating the fact", facts(p["rule_preferred"]), "", ""),
         ("PPO: retention drop (points)", f"{p['audit']['retention_drop_points']}", "<= 3", ok(p["audit"]["retention_drop_points"] <= 3)),
-        ("DPO: rule prefers tuned answer", f"{pct(d['rule_preferred']['preferred_rate'])} (W {d['rule_preferred']['wins']} / "
-         f"T {d['rule_preferred']['ties']} / L {d['rule_preferred']['losses']})", "> 50%", ok(d["rule_preferred"]["preferred_rate"] > 0.5)),
+        ("DPO: rule prefers tuned answer", rule(d["rule_preferred"]), "> 50%", ok(d["rule_preferred"]["preferred_rate"] > 0.5)),
+        ("DPO: answers stating the fact", facts(d["rule_preferred"]), "", ""),
         ("DPO: held-out preference accuracy", pct(d["heldout_preference_accuracy"]), "", ""),
         ("DPO: retention drop (points)", f"{d['audit']['retention_drop_points']}", "<= 3", ok(d["audit"]["retention_drop_points"] <= 3)),
     ]
