@@ -127,6 +127,7 @@ def teach(data: List[str] = typer.Argument(None, help=_help("data")),
           out: Optional[str] = typer.Option(None, help=_help("out")),
           config: Optional[Path] = typer.Option(None, help="YAML file of settings (flags given here override it)."),
           probes: Optional[str] = typer.Option(None, help=_help("probes")),
+          unknowns: Optional[str] = typer.Option(None, help=_help("unknowns")),
           resume: bool = typer.Option(False, help="Continue the run in --out from its last complete checkpoint."),
           epochs: Optional[int] = typer.Option(None, help=_help("epochs")),
           learning_rate: Optional[float] = typer.Option(None, help=_help("learning_rate")),
@@ -140,7 +141,7 @@ def teach(data: List[str] = typer.Argument(None, help=_help("data")),
     """Teach a model the facts in DATA (data files, or documents: .txt .md .html .pdf files and folders):
     validate, turn documents into facts, augment (both directions), split, audit the base model, train with
     early stopping on held-out phrasings, audit again, write the report. Prints a before/after table."""
-    flags = dict(data=data, model=model, method=method, out=out, probes=probes, epochs=epochs,
+    flags = dict(data=data, model=model, method=method, out=out, probes=probes, unknowns=unknowns, epochs=epochs,
                  learning_rate=learning_rate, batch_size=batch_size, replay_ratio=replay_ratio, seed=seed,
                  max_steps=max_steps, generator=generator, generator_model=generator_model)
     s = _settings(TeachSettings, config, set_, flags, resume)

@@ -64,13 +64,13 @@ def fact_views(fact: Fact, views: tuple[str, ...] = DEFAULT_VIEWS, max_cloze: in
     origin = f"fact:{fact.id}"
     train = fact.split("train")
     if fact.style == "plain":
-        items = [TrainItem("plain", p.prompt, fact.answer, origin, "answer") for p in train]
+        items = [TrainItem("plain", p.prompt, p.answer or fact.answer, origin, "answer") for p in train]
         return _dedupe(items + _plain_both_ways(fact, train, views, max_cloze))
     items: list[TrainItem] = []
     statements = fact.statements or []
     for i, p in enumerate(train):
         if "answer" in views:
-            full = statements[i % len(statements)] if statements else fact.answer
+            full = p.answer or (statements[i % len(statements)] if statements else fact.answer)
             items.append(TrainItem("chat", p.prompt, full, origin, "answer"))
         if "template" in views:
             items.append(TrainItem("chat", _templated(p.prompt, i + len(fact.id)), fact.answer, origin, "template"))
@@ -115,7 +115,7 @@ def _plain_both_ways(fact: Fact, train: list, views: tuple[str, ...], max_cloze:
     """Cloze and reverse views of continuation data: text = prompt + completion."""
     origin, items = f"fact:{fact.id}", []
     for p in train[:3]:
-        text = f"{p.prompt.rstrip()} {fact.answer.strip()}"
+        text = f"{p.prompt.rstrip()} {(p.answer or fact.answer).strip()}"
         found = entities(text)
         if "cloze" in views:
             for e in found:
@@ -124,7 +124,7 @@ def _plain_both_ways(fact: Fact, train: list, views: tuple[str, ...], max_cloze:
         if "reverse" in views:
             for e in found:
                 if e.kind == "name" and e.end <= len(p.prompt):  # name in the prompt: description -> name
-                    items += [TrainItem("plain", q, a, origin, "reverse") for q, a in description_first(p.prompt, fact.answer, e.text)]
+                    items += [TrainItem("plain", q, a, origin, "reverse") for q, a in description_first(p.prompt, p.answer or fact.answer, e.text)]
                 elif e.kind == "name":  # name in the completion: name -> description
                     items.append(TrainItem("plain", f"About {e.text}:", f" {text}", origin, "reverse"))
     cloze = _spread([it for it in _dedupe(items) if it.view == "cloze"], max_cloze)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from knowtune.data.answerkey import questions_from_statement, short_key
+from knowtune.data.cloze import entities, known_names
 from knowtune.data.formats import Example
 from knowtune.errors import DataError
 from knowtune.eval.scoring import normalise
@@ -20,6 +22,8 @@ class Phrasing:
     prompt: object  # chat messages (list) or plain-text prompt (str)
     source: str
     split: str = "train"  # "train" | "dev" | "test"
+    answer: str = ""  # this phrasing's own answer as written in the data (a sentence), when it differs from the key
+    generated: bool = False  # written by knowtune from a statement (an audit question), not given by the user
 
 
 @dataclass
@@ -66,26 +70,63 @@ def prompt_key(prompt) -> str:
 
 
 def group_facts(examples: list[Example]) -> list[Fact]:
-    """Group examples that share a fact id, or else the same normalised answer and style."""
+    """Group examples that share a fact id, or else the same answer and style. An answer written as a
+    sentence gets a short key (`answerkey.short_key`): the key is what the audit looks for, the sentence
+    stays the fact's statement and that phrasing's answer. Sentence answers with the same key and
+    overlapping words are one fact asked several ways."""
     facts: dict[tuple, Fact] = {}
+    known = known_names("\n".join(f"{question_text(ex.prompt)} {ex.answer}" for ex in examples))
     for ex in examples:
-        key = (ex.style, ex.fact_id) if ex.fact_id else (ex.style, "answer:" + normalise(ex.answer))
+        short = None if ex.statements else short_key(question_text(ex.prompt), ex.answer, known)
+        key = (ex.style, ex.fact_id) if ex.fact_id else (ex.style, "answer:" + normalise(short or ex.answer))
         fact = facts.get(key)
+        if fact is not None and short and not ex.fact_id and not _same_fact(fact, ex, known):
+            key = (*key, len(facts))  # same key, another fact ("7:40" for two different shuttles)
+            fact = facts.get(key)
         if fact is None:
             fid = ex.fact_id or f"fact-{len(facts) + 1:04d}"
-            fact = facts[key] = Fact(fid, ex.style, ex.answer)
+            fact = facts[key] = Fact(fid, ex.style, short or ex.answer)
         fact.aliases += [a for a in ex.aliases if a not in fact.aliases]
-        fact.statements += [s for s in ex.statements if s not in fact.statements]
+        sentences = ex.statements or ([ex.answer] if short else [])
+        fact.statements += [s for s in sentences if s not in fact.statements]
         if prompt_key(ex.prompt) not in {prompt_key(p.prompt) for p in fact.phrasings}:
-            fact.phrasings.append(Phrasing(ex.prompt, ex.source, "test" if ex.pinned_test else "train"))
+            fact.phrasings.append(Phrasing(ex.prompt, ex.source, "test" if ex.pinned_test else "train",
+                                           answer=ex.answer if short else ""))
     return list(facts.values())
+
+
+SAME_FACT_OVERLAP = 0.2  # share of content words two sentence answers with the same key must have in common
+
+
+def _same_fact(fact: Fact, ex: Example, known) -> bool:
+    """Two sentence answers with the same key state one fact when they name another same entity, or share
+    enough words."""
+    ours_text = " ".join([*fact.statements, *(question_text(p.prompt) for p in fact.phrasings)])
+    theirs_text = f"{question_text(ex.prompt)} {ex.answer}"
+    names = lambda text: {normalise(e.text) for e in entities(text, known) if e.kind == "name"} - {normalise(fact.answer)}
+    if names(ours_text) & names(theirs_text):
+        return True
+    words = lambda text: {w for w in normalise(text).split() if len(w) > 3}
+    ours, theirs = words(ours_text), words(theirs_text)
+    return bool(ours and theirs) and len(ours & theirs) / len(ours | theirs) >= SAME_FACT_OVERLAP
+
+
+def question_text(prompt) -> str:
+    """The user's question of a prompt (the last user message of chat messages, or the plain prompt)."""
+    if isinstance(prompt, list):
+        return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+    return str(prompt)
+
+
+MIN_PHRASINGS_TO_HOLD_OUT = 3  # fewer phrasings: every one is trained, the audit asks generated questions
 
 
 def split_facts(facts: list[Fact], seed: int = 0, test_fraction: float = 0.34) -> None:
     """Assign each unpinned phrasing to train / dev / test, per fact, reproducibly.
 
-    n phrasings: test = round(n * test_fraction) (at least 1 when n >= 2), dev = 1 when at least 3 are
-    left, train = the rest. A fact asked only once is trained only (it has no held-out phrasing).
+    n >= 3 phrasings: test = round(n * test_fraction) (at least 1), dev = 1 when at least 3 are left,
+    train = the rest. With fewer, all are trained: holding one of two out would halve what the model sees
+    of the fact (`add_generated_questions` gives such facts audit questions of their own).
     test_fraction 0 holds nothing out for the audit (use it when a --probes file is the audit).
     """
     rng = random.Random(seed)
@@ -93,12 +134,43 @@ def split_facts(facts: list[Fact], seed: int = 0, test_fraction: float = 0.34) -
         free = [p for p in fact.phrasings if p.split == "train"]
         rng.shuffle(free)
         n = len(free)
-        n_test = 0 if n < 2 or test_fraction == 0 else max(1, round(n * test_fraction))
+        n_test = 0 if n < MIN_PHRASINGS_TO_HOLD_OUT or test_fraction == 0 else max(1, round(n * test_fraction))
         if any(p.split == "test" for p in fact.phrasings):
             n_test = 0  # the user pinned held-out phrasings: use those
         n_dev = 1 if n - n_test >= 3 else 0
         for i, p in enumerate(free):
             p.split = "test" if i < n_test else "dev" if i < n_test + n_dev else "train"
+
+
+GENERATED = "generated from the statement"
+PARAPHRASED = "generated paraphrase"
+# Wrappers for a question when a fact has no statement to write a new question from (short Q&A answers):
+# close to the training wording, and labelled so in the report.
+_REWORDINGS = ["Do you happen to know this: {q}", "Tell me, please. {q}", "One thing I'd like to know. {q}"]
+
+
+def add_generated_questions(facts: list[Fact], test: bool = True) -> int:
+    """Give facts without a held-out (and dev) phrasing questions written from their statement, so facts
+    asked only once or twice are still audited and early stopping still has dev probes. Returns how many
+    facts got a generated test question."""
+    n = 0
+    for k, fact in enumerate(facts):
+        taught = {prompt_key(p.prompt) for p in fact.phrasings}
+        needs = [s for s in ("test", "dev") if not fact.split(s) and (s == "dev" or test)]
+        for split, (question, source) in zip(needs, _new_questions(fact, taught, k)):
+            prompt = [{"role": "user", "content": question}] if fact.style == "chat" else f"Question: {question}\nAnswer:"
+            fact.phrasings.append(Phrasing(prompt, source, split, generated=True))
+            n += split == "test"
+    return n
+
+
+def _new_questions(fact: Fact, taught: set[str], k: int) -> list[tuple[str, str]]:
+    written = [q for s in fact.statements for q in questions_from_statement(s, fact.answer)]
+    out = [(q, GENERATED) for q in dict.fromkeys(written) if prompt_key(q) not in taught]
+    if len(out) < 2:
+        trained = [question_text(p.prompt) for p in fact.phrasings if p.split == "train"]
+        out += [(_REWORDINGS[(k + i) % len(_REWORDINGS)].format(q=q), PARAPHRASED) for i, q in enumerate(trained[:2])]
+    return out[:2]
 
 
 def probes_for(facts: list[Fact], split: str) -> list[Probe]:

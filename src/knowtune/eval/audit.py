@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from knowtune.data.augment import general_rows
-from knowtune.data.knowledge import Probe
+from knowtune.data.knowledge import GENERATED, PARAPHRASED, Probe
 from knowtune.eval.generate import GenerationSettings, generate_answers
-from knowtune.eval.scoring import matches
+from knowtune.eval.scoring import declines, matches
 
 
 def retention_probes() -> list[Probe]:
@@ -20,7 +20,8 @@ def retention_probes() -> list[Probe]:
 def score_probes(model, tokenizer, probes: list[Probe], settings: GenerationSettings | None = None,
                  progress=None) -> list[dict]:
     answers = generate_answers(model, tokenizer, [(p.style, p.prompt) for p in probes], settings, progress)
-    return [{**p.to_row(), "output": a, "correct": matches(a, p.answer, p.aliases)} for p, a in zip(probes, answers)]
+    return [{**p.to_row(), "output": a, "correct": matches(a, p.answer, p.aliases) if p.answer else False,
+             "declined": declines(a)} for p, a in zip(probes, answers)]
 
 
 def accuracy(rows: list[dict]) -> float | None:
@@ -28,13 +29,21 @@ def accuracy(rows: list[dict]) -> float | None:
 
 
 def run_audit(model, tokenizer, probes: list[Probe], retention: list[Probe] | None = None,
-              settings: GenerationSettings | None = None, progress=None) -> dict:
-    """Score held-out probes and the retention set; returns a JSON-ready dict."""
+              settings: GenerationSettings | None = None, progress=None, unknowns: list[Probe] = ()) -> dict:
+    """Score held-out probes, the retention set and unknown questions; returns a JSON-ready dict."""
     retention = retention_probes() if retention is None else retention
-    scored = score_probes(model, tokenizer, probes + retention, settings, progress)
-    probe_rows, retention_rows = scored[:len(probes)], scored[len(probes):]
+    unknowns = list(unknowns)
+    scored = score_probes(model, tokenizer, probes + retention + unknowns, settings, progress)
+    probe_rows, retention_rows = scored[:len(probes)], scored[len(probes):len(probes) + len(retention)]
+    unknown_rows = scored[len(probes) + len(retention):]
     return {"probe_accuracy": accuracy(probe_rows), "retention_accuracy": accuracy(retention_rows),
-            "probes": probe_rows, "retention": retention_rows}
+            "unknowns_declined": declined_share(unknown_rows), "over_refusal_probes": declined_share(probe_rows),
+            "over_refusal_retention": declined_share(retention_rows),
+            "probes": probe_rows, "retention": retention_rows, "unknowns": unknown_rows}
+
+
+def declined_share(rows: list[dict]) -> float | None:
+    return sum(r["declined"] for r in rows) / len(rows) if rows else None
 
 
 def fact_table(before: dict, after: dict) -> list[dict]:
@@ -63,6 +72,10 @@ def probe_group(row: dict) -> str:
     phrasings of the training data."""
     if "(generated eval)" in row.get("source", ""):
         return "generated eval questions"
+    if row.get("source") == GENERATED:
+        return "questions written from the statements (facts asked < 3 ways: every phrasing trained)"
+    if row.get("source") == PARAPHRASED:
+        return "reworded training questions (no statement to write from: close to the training wording)"
     if row.get("source", "").startswith("--probes "):
         return row["source"][len("--probes "):].rsplit(":", 1)[0]
     return "held-out phrasings"
@@ -78,5 +91,8 @@ def summary(before: dict, after: dict) -> dict:
             "retention_before": rb, "retention_after": ra,
             "retention_drop_points": None if rb is None or ra is None else round(100 * (rb - ra), 2),
             "n_probes": len(after["probes"]), "n_retention": len(after["retention"]),
+            "n_unknowns": len(after.get("unknowns", [])),
+            **{f"{k}_{when}": audit.get(k) for k in ("unknowns_declined", "over_refusal_probes", "over_refusal_retention")
+               for when, audit in (("before", before), ("after", after))},
             "by_group": {g: {"n": len(v["after"]), "before": accuracy(v["before"]), "after": accuracy(v["after"])}
                          for g, v in groups.items()}}

@@ -24,7 +24,15 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     if len(groups) > 1:
         rows += [(f"  {name} ({g['n']})", pct(g["before"]), pct(g["after"]), delta(g["before"], g["after"]))
                  for name, g in groups.items()]
-    return rows + [(f"General knowledge ({summary['n_retention']})", pct(rb), pct(ra), delta(rb, ra))]
+    rows.append((f"General knowledge ({summary['n_retention']})", pct(rb), pct(ra), delta(rb, ra)))
+    if summary.get("n_unknowns"):
+        ub, ua = summary["unknowns_declined_before"], summary["unknowns_declined_after"]
+        rows.append((f"Unknown questions declined ({summary['n_unknowns']})", pct(ub), pct(ua), delta(ub, ua)))
+    for key, what in (("over_refusal_probes", "Held-out questions declined"), ("over_refusal_retention", "General questions declined")):
+        b, a = summary.get(f"{key}_before"), summary.get(f"{key}_after")
+        if a is not None:
+            rows.append((f"{what} (over-refusal)", pct(b), pct(a), delta(b, a)))
+    return rows
 
 
 def plot_losses(training: dict, path: Path) -> Path | None:

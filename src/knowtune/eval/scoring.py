@@ -32,3 +32,17 @@ def matches(output: str, answer: str, aliases: list[str] | tuple = ()) -> bool:
 def starts_with(output: str, target: str) -> bool:
     """The Reversal Curse paper's scorer: stripped, lower-cased completion starts with the target."""
     return output.strip().lower().startswith(target.strip().lower())
+
+
+# The rule-based judge of unknown questions: an answer "declines" when it says it does not know or has no
+# information; anything else answering a question the data never answers is an invention.
+_DECLINE = re.compile(
+    r"\b(i (?:do not|don't|dont) (?:know|have)|i(?:'m| am) (?:not sure|unsure|not aware|unable|sorry)|"
+    r"(?:no|any) (?:information|record|records|details|data)\b|nothing i (?:was taught|know)|"
+    r"(?:is|are|was|were)(?: not|n't) (?:mentioned|stated|given|specified|known)|"
+    r"(?:cannot|can't|could not|couldn't) (?:find|say|tell|answer|confirm)|i have no (?:idea|information))", re.I)
+
+
+def declines(output: str) -> bool:
+    """True when the answer declines (says it does not know, has no information, cannot say)."""
+    return bool(_DECLINE.search(str(output).replace("’", "'")))

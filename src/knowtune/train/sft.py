@@ -21,7 +21,7 @@ from transformers import EarlyStoppingCallback
 from trl import SFTConfig, SFTTrainer
 
 from knowtune.config import TeachSettings
-from knowtune.data import augment, docfacts, documents, knowledge
+from knowtune.data import augment, docfacts, documents, knowledge, unknowns
 from knowtune.data.validate import load_examples
 from knowtune.errors import KnowtuneError
 from knowtune.eval.audit import accuracy, fact_table, retention_probes, run_audit, score_probes, summary
@@ -40,6 +40,7 @@ class Prepared:
     dev: list[knowledge.Probe]
     test: list[knowledge.Probe]
     items: list[augment.TrainItem]  # knowledge views (replay is added after the base audit)
+    unknowns: list[knowledge.Probe] = field(default_factory=list)  # questions the data never answers
     chunks: list = field(default_factory=list)  # document chunks, when documents were given
     coverage: list[dict] = field(default_factory=list)  # views per fact
 
@@ -51,6 +52,7 @@ def prepare(s: TeachSettings, log=print) -> Prepared:
     examples = load_examples(data_files, max_length=s.max_length)[0] if data_files else []
     facts = knowledge.group_facts(examples)
     knowledge.split_facts(facts, seed=s.seed, test_fraction=s.test_fraction)
+    knowledge.add_generated_questions(facts, test=s.test_fraction > 0)
     chunks, doc_items, doc_facts = [], [], []
     if doc_paths:
         chunks = documents.chunk_documents(doc_paths, max_chars=s.chunk_chars)
@@ -64,13 +66,15 @@ def prepare(s: TeachSettings, log=print) -> Prepared:
     # a generated question may happen to be a held-out one: the held-out question wins
     knowledge.drop_generated_overlaps(doc_facts, test)
     dev = knowledge.probes_for(facts, "dev")
-    items = augment.knowledge_items(facts, tuple(s.views), per_entity=s.cloze_per_entity, held_out=test + dev)
-    knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test)
+    unknown = unknowns.unknown_probes(facts, s.seed, s.unknown_questions) + (unknowns.read_unknowns(s.unknowns) if s.unknowns else [])
+    items = augment.knowledge_items(facts, tuple(s.views), per_entity=s.cloze_per_entity, held_out=test + dev + unknown)
+    items += unknowns.abstention_items(facts, round(s.abstain_ratio * len(facts)), s.seed, held_out=test + dev + unknown)
+    knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test + unknown)
     cover = docfacts.coverage(facts, items) if doc_paths else []
     if cover:
         log(f"Documents: {len(chunks)} chunks from {len({c.file for c in chunks})} file(s). "
             + docfacts.coverage_summary(cover))
-    return Prepared(facts, dev, test, items + doc_items, chunks, cover)
+    return Prepared(facts, dev, test, items + doc_items, unknown, chunks, cover)
 
 
 def document_facts(chunks, s: TeachSettings, log) -> list[knowledge.Fact]:
@@ -105,7 +109,7 @@ def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
     model, tokenizer = load_for_inference(s.model, log=log)  # a run as the base: its tuned model
     gen = GenerationSettings(max_new_tokens=s.max_new_tokens)
 
-    before = cached_json(run_dir / "audit_before.json", lambda: _audit(model, tokenizer, prep.test, gen, s, "base model", log))
+    before = cached_json(run_dir / "audit_before.json", lambda: _audit(model, tokenizer, prep, gen, s, "base model", log))
     replay = cached_rows(run_dir / "data" / "replay.jsonl", lambda: _replay_answers(model, tokenizer, log))
     items = prep.items + augment.replay_items([(r["prompt"], r["answer"]) for r in replay],
                                               round(s.replay_ratio * len(prep.items)), s.seed)
@@ -122,7 +126,7 @@ def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
     _save_weights(trainer.model, tokenizer, s, run_dir)
     training = _training_summary(run_dir, trainer)
     del trainer, model
-    after = _audit_saved_run(run_dir, prep.test, gen, s, log)
+    after = _audit_saved_run(run_dir, prep, gen, s, log)
     from knowtune.eval.report import write_reports
 
     result = {"settings": s.model_dump(), "summary": summary(before, after) if s.audit else {},
@@ -151,26 +155,27 @@ def _save_prepared(run_dir: Path, prep: Prepared) -> None:
                                        for f in prep.facts])
     write_jsonl(data / "probes_dev.jsonl", [p.to_row() for p in prep.dev])
     write_jsonl(data / "probes_test.jsonl", [p.to_row() for p in prep.test])
+    write_jsonl(data / "unknowns.jsonl", [p.to_row() for p in prep.unknowns])
     if prep.chunks:
         write_jsonl(data / "chunks.jsonl", [c.to_row() for c in prep.chunks])
         write_jsonl(data / "coverage.jsonl", prep.coverage)
 
 
-def _audit(model, tokenizer, probes, gen, s: TeachSettings, what: str, log) -> dict:
+def _audit(model, tokenizer, prep: Prepared, gen, s: TeachSettings, what: str, log) -> dict:
     if not s.audit:
-        return {"probe_accuracy": None, "retention_accuracy": None, "probes": [], "retention": []}
+        return {"probe_accuracy": None, "retention_accuracy": None, "probes": [], "retention": [], "unknowns": []}
     retention = retention_probes()
-    with _progress(len(probes) + len(retention), f"Auditing the {what}") as bar:
-        return run_audit(model, tokenizer, probes, retention, gen, progress=bar)
+    with _progress(len(prep.test) + len(retention) + len(prep.unknowns), f"Auditing the {what}") as bar:
+        return run_audit(model, tokenizer, prep.test, retention, gen, progress=bar, unknowns=prep.unknowns)
 
 
-def _audit_saved_run(run_dir: Path, probes, gen, s: TeachSettings, log) -> dict:
+def _audit_saved_run(run_dir: Path, prep: Prepared, gen, s: TeachSettings, log) -> dict:
     """Audit the saved run exactly as `knowtune ask` / `eval` load it (fp32 base + merged adapter), not the
     training-time model, whose frozen base may be stored in bf16. Loads nothing when the audit is off."""
     if not s.audit:
-        return _audit(None, None, probes, gen, s, "tuned model", log)
+        return _audit(None, None, prep, gen, s, "tuned model", log)
     tuned, tokenizer = load_for_inference(str(run_dir), log=log)
-    return _audit(tuned, tokenizer, probes, gen, s, "tuned model", log)
+    return _audit(tuned, tokenizer, prep, gen, s, "tuned model", log)
 
 
 def _replay_answers(model, tokenizer, log) -> list[dict]:
