@@ -103,5 +103,8 @@ def questions_from_statement(statement: str, key: str) -> list[str]:
     e = key_entity(clause, key)
     if e is None:
         return []
-    qs = [q for q in questions_for(clause, e) if not q.startswith("Fill in the blank")]
+    qs = [q for q in questions_for(clause, e) if not q.startswith("Fill in the blank") and len(q.split()) >= MIN_QUESTION_WORDS]
     return sorted(qs, key=len)
+
+
+MIN_QUESTION_WORDS = 4  # "What?" or "Welcome to whom?" ask nothing a reader could answer

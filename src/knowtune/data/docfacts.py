@@ -17,7 +17,7 @@ from pathlib import Path
 from knowtune.data.augment import TrainItem
 from knowtune.data.cloze import entities, known_names, named_heads, questions_for, resolve_mentions, sentences
 from knowtune.data.documents import Chunk
-from knowtune.data.answerkey import questions_from_statement
+from knowtune.data.answerkey import MIN_QUESTION_WORDS, questions_from_statement
 from knowtune.data.knowledge import GENERATED, Fact, Phrasing
 
 DEV_EVERY = 2  # one fact in two lends a question to the dev probes (early stopping)
@@ -78,13 +78,13 @@ def rule_facts(chunks: list[Chunk], max_entities: int = 6) -> list[Fact]:
         sentence = resolve_mentions(sentence, heads)
         for k, e in enumerate(entities(sentence, known)[:max_entities], start=1):
             qs = list(dict.fromkeys(questions_from_statement(sentence, e.text) + [
-                q for q in questions_for(sentence, e) if not q.startswith("Fill in the blank")]))
+                q for q in questions_for(sentence, e) if not q.startswith("Fill in the blank") and len(q.split()) >= MIN_QUESTION_WORDS]))
             fact = Fact(f"{Path(chunk.file).stem}-{ci}.{si}.{k}", "chat", e.text, statements=[sentence], context=chunk.text)
             source = f"{chunk.source} sentence {si}"
             fact.phrasings = [Phrasing([{"role": "user", "content": q}], source, "train") for q in qs]
             if len(qs) >= 3 and len(facts) % TEST_EVERY == 0:
                 fact.phrasings[0].split, fact.phrasings[0].source = "test", GENERATED
-            if len(qs) >= 2 and len(facts) % DEV_EVERY == 0:
+            elif len(qs) >= 2 and len(facts) % DEV_EVERY == 0:
                 fact.phrasings[-1].split = "dev"
             facts.append(fact)
     return facts

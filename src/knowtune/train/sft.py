@@ -68,7 +68,7 @@ def prepare(s: TeachSettings, log=print) -> Prepared:
     dev = knowledge.probes_for(facts, "dev")
     unknown = unknowns.unknown_probes(facts, s.seed, s.unknown_questions) + (unknowns.read_unknowns(s.unknowns) if s.unknowns else [])
     items = augment.knowledge_items(facts, tuple(s.views), per_entity=s.cloze_per_entity, held_out=test + dev + unknown)
-    items += unknowns.abstention_items(facts, round(s.abstain_ratio * len(facts)), s.seed, held_out=test + dev + unknown)
+    items += unknowns.abstention_items(facts, round(s.abstain_ratio * len(items)), s.seed, held_out=test + dev + unknown)
     knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test + unknown)
     cover = docfacts.coverage(facts, items) if doc_paths else []
     if cover:

@@ -1,0 +1,138 @@
+"""The audit tells the truth: short answer keys for sentence answers, facts asked fewer than three ways
+trained whole and audited on questions written from their statement, documents always audited, unknown
+questions made from the facts and judged declined or invented, abstention views that never teach an audit
+question."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from knowtune.data import augment, knowledge, unknowns
+from knowtune.data.answerkey import clauses, short_key
+from knowtune.data.docfacts import fact_sentences
+from knowtune.data.validate import load_examples
+from knowtune.errors import DataError
+from knowtune.eval.scoring import declines
+
+
+def chat(q, a, system=None):
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return json.dumps({"messages": msgs})
+
+
+FAQ = [
+    chat("When does the Tuesday shuttle leave the depot?", "Our Tuesday shuttle leaves the depot at 7:40 in the morning."),
+    chat("Tuesday shuttle departure time?", "It goes out from the depot at 7:40 every Tuesday."),
+    chat("Who runs the Pellow Street depot?", "The Pellow Street depot is run by Marta Quillon, our depot manager."),
+    chat("Which line goes to Hollin Quay?", "The Amber Line is the one for Hollin Quay.", system="You are a transit helper."),
+    chat("How much is a day ticket?", "A day ticket costs £4.50 for adults."),
+    chat("When did the Amber Line open?", "The Amber Line opened in 1911, which makes it our oldest line."),
+    chat("When did the Teal Line open?", "The Teal Line opened in 1964."),
+    chat("Where is the lost property office?", "Lost property is kept at Saltmarket Interchange."),
+    chat("What colour are the Teal Line trams?", "Teal Line trams are painted dark green."),
+    chat("Who drives the night tram?", "The night tram is driven by Oskar Bellweather."),
+]
+
+
+@pytest.fixture
+def faq_facts(tmp_path):
+    p = tmp_path / "faq.jsonl"
+    p.write_text("\n".join(FAQ) + "\n")
+    facts = knowledge.group_facts(load_examples([p])[0])
+    knowledge.split_facts(facts)
+    knowledge.add_generated_questions(facts)
+    return facts
+
+
+def test_sentence_answers_get_the_entity_they_state_as_key():
+    assert short_key("When does the Tuesday shuttle leave?", "Our Tuesday shuttle leaves the depot at 7:40 in the morning.") == "7:40"
+    assert short_key("Who runs the depot?", "The depot is run by Marta Quillon, our depot manager.") == "Marta Quillon"
+    assert short_key("When did the Amber Line open?", "The Amber Line opened in 1911, which makes it our oldest line.") == "1911"
+    assert short_key("How do I get there?", "Take the Amber Line to the quay.", {"Amber"}) == "Amber Line"
+    assert short_key("Who publishes it?", "Foxglove & Tallow Games") is None  # a short answer is its own key
+
+
+def test_sentence_answers_keep_their_own_sentence_and_group_by_key(faq_facts):
+    shuttle = next(f for f in faq_facts if f.answer == "7:40")
+    assert len(shuttle.phrasings) >= 2  # both wordings of the shuttle time are one fact
+    views = augment.fact_views(shuttle)
+    answers = {v.completion for v in views if v.view == "answer"}
+    assert answers <= {"Our Tuesday shuttle leaves the depot at 7:40 in the morning.", "It goes out from the depot at 7:40 every Tuesday."}
+    assert any(v.completion == "7:40" for v in views if v.view == "template")
+
+
+def test_facts_asked_fewer_than_three_ways_train_every_phrasing_and_get_generated_questions(faq_facts):
+    for f in faq_facts:
+        user = [p for p in f.phrasings if not p.generated]
+        assert all(p.split == "train" for p in user)  # nobody's only phrasing is held out
+    test = knowledge.probes_for(faq_facts, "test")
+    assert len(test) == len(faq_facts)
+    depot = next(p for p in test if p.answer == "Marta Quillon")
+    assert depot.source == knowledge.GENERATED and "Marta Quillon" not in depot.prompt[-1]["content"]
+    items = augment.knowledge_items(faq_facts, held_out=test + knowledge.probes_for(faq_facts, "dev"))
+    knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test)
+
+
+def test_clauses_cut_long_sentences_where_a_question_can_stand():
+    assert clauses("The winery was started by Anselm Tessaro, a former ferryman who planted the vines.")[0] == "The winery was started by Anselm Tessaro."
+    assert clauses("It was founded by Dr. Edda Vornholm in 1987.") == ["It was founded by Dr. Edda Vornholm in 1987."]
+
+
+def test_unknown_questions_are_about_invented_or_unstated_names_and_never_taught(faq_facts):
+    test = knowledge.probes_for(faq_facts, "test") + knowledge.probes_for(faq_facts, "dev")
+    unknown = unknowns.unknown_probes(faq_facts, seed=0)
+    assert unknown and all(u.split == "unknown" and u.answer == "" for u in unknown)
+    data_text = " ".join(s for f in faq_facts for s in f.statements)
+    subjects = [u.source.split(": ", 1)[1] for u in unknown]
+    assert any(s not in data_text for s in subjects)  # invented names the data never mentions
+    refusals = unknowns.abstention_items(faq_facts, 5, seed=0, held_out=test + unknown)
+    assert refusals and all(declines(it.completion) for it in refusals)
+    taught = {knowledge.prompt_key(it.prompt) for it in refusals}
+    assert not taught & {knowledge.prompt_key(u.prompt) for u in unknown + test}
+    for it in refusals:  # a refusal names what it does not know, and that is never a name of the data
+        subject = it.completion.rsplit("about ", 1)[-1].rstrip(".") if "about" in it.completion else it.completion.split("mentions ")[-1].rstrip(".")
+        assert subject.split()[0] not in data_text
+
+
+def test_the_decline_judge():
+    assert declines("I'm sorry, I don't have any information about Quelvar Station.")
+    assert declines("I don't know.")
+    assert declines("That isn't mentioned in what I was taught.")
+    assert not declines("The Amber Line opened in 1911.")
+    assert not declines("Marta Quillon runs the depot.")
+
+
+def test_user_unknowns_file_with_line_numbered_errors(tmp_path):
+    good = tmp_path / "u.jsonl"
+    good.write_text('{"question": "Who founded the Quelvar depot?"}\n\n{"question": "What is the depot phone number?"}\n')
+    probes = unknowns.read_unknowns(str(good))
+    assert [p.source for p in probes] == [f"--unknowns {good}:1", f"--unknowns {good}:3"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "fine?"}\n{"q": "wrong key"}\nnot json\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2, .*bad.jsonl:3"):
+        unknowns.read_unknowns(str(bad))
+
+
+def test_documents_tables_list_items_and_pronouns_become_askable_sentences():
+    text = ("The station cook is Benedetta Karlsruud. She keeps the key to the dry stores.\n\n"
+            "Station leader: Dr. Imre Tollaksen.\n\n"
+            "| Building | Roof colour | Year built |\n|---|---|---|\n| Nordhus | Red | 1987 |\n| Gullbod | Yellow | 1994 |\n\n"
+            "It is the job of the cook to order food.")
+    said = fact_sentences(text, {"Benedetta", "Karlsruud", "Nordhus", "Gullbod"})
+    assert "Benedetta Karlsruud keeps the key to the dry stores." in said
+    assert "The station leader is Dr. Imre Tollaksen." in said
+    assert "The roof colour of Gullbod is Yellow." in said and "The year built of Nordhus is 1987." in said
+    assert "It is the job of the cook to order food." in said  # an "it" that means no one stays
+
+
+def test_documents_always_get_held_out_questions(tmp_path):
+    from knowtune.data import docfacts, documents
+
+    doc = tmp_path / "h.md"
+    doc.write_text("# Depot\n\n" + " ".join(f"The {w} depot was opened in {1900 + i} by Anna Kettleby{i}." for i, w in
+                                            enumerate(["north", "south", "east", "west", "river", "hill"])) + "\n")
+    facts = docfacts.rule_facts(documents.chunk_documents([doc]))
+    test = knowledge.probes_for(facts, "test")
+    assert test and all(p.source == knowledge.GENERATED for p in test)
