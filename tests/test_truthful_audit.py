@@ -131,8 +131,11 @@ def test_documents_always_get_held_out_questions(tmp_path):
     from knowtune.data import docfacts, documents
 
     doc = tmp_path / "h.md"
-    doc.write_text("# Depot\n\n" + " ".join(f"The {w} depot was opened in {1900 + i} by Anna Kettleby{i}." for i, w in
+    doc.write_text("# Depot\n\n" + " ".join(f"The {w} depot was opened in {1900 + i} by Anna Kettleby, a tram driver who "
+                                            f"had come from the coast." for i, w in
                                             enumerate(["north", "south", "east", "west", "river", "hill"])) + "\n")
     facts = docfacts.rule_facts(documents.chunk_documents([doc]))
     test = knowledge.probes_for(facts, "test")
     assert test and all(p.source == knowledge.GENERATED for p in test)
+    items = augment.knowledge_items(facts, held_out=test + knowledge.probes_for(facts, "dev"))
+    knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test)
