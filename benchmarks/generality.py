@@ -97,22 +97,29 @@ def teach(s: dict, run_dir: Path, src: str | None, overrides: list[str], log_fil
 
 def answer_all(model_ref: str, s: dict) -> dict:
     """Greedy answers of one model to a set's held-out and unknown questions."""
-    from knowtune.eval.generate import GenerationSettings, generate_answers
+    from knowtune.eval.generate import GenerationSettings, generate_scored
     from knowtune.models import load_for_inference
 
     model, tok = load_for_inference(model_ref, log=lambda *a: None)
     asked = lambda q: q if s["style"] == "plain" else [{"role": "user", "content": q}]
     items = [(s["style"], asked(r["question"])) for r in s["heldout"] + s["unknowns"]]
-    outs = generate_answers(model, tok, items, GenerationSettings(max_new_tokens=48))
+    scored = generate_scored(model, tok, items, GenerationSettings(max_new_tokens=48))
+    outs, conf = [a for a, _ in scored], [c for _, c in scored]
     n = len(s["heldout"])
-    return {"heldout": outs[:n], "unknowns": outs[n:]}
+    return {"heldout": outs[:n], "unknowns": outs[n:], "heldout_confidence": conf[:n], "unknowns_confidence": conf[n:]}
 
 
-def score(s: dict, answers: dict, audit: dict | None, which: str) -> dict:
+def score(s: dict, answers: dict, audit: dict | None, which: str, floor: float | None = None) -> dict:
     held = [contains_key(o, r["answer"], r.get("aliases", [])) for o, r in zip(answers["heldout"], s["heldout"])]
     row = {"heldout": sum(held) / len(held),
            "unknowns_declined": sum(map(declines, answers["unknowns"])) / len(answers["unknowns"]),
            "over_refusal_heldout": sum(map(declines, answers["heldout"])) / len(held)}
+    if floor is not None and "heldout_confidence" in answers:  # --min-confidence auto --precision 0.95
+        kept = [ok for ok, c in zip(held, answers["heldout_confidence"]) if c >= floor]
+        row["confident_coverage"] = len(kept) / len(held)
+        row["confident_precision"] = sum(kept) / len(kept) if kept else None
+        unknown_kept = [c >= floor and not declines(o) for o, c in zip(answers["unknowns"], answers["unknowns_confidence"])]
+        row["confident_unknowns_declined"] = 1 - sum(unknown_kept) / len(unknown_kept)
     if audit:
         ret = audit[which]["retention"]
         row["retention"] = audit[which]["retention_accuracy"]
@@ -141,8 +148,13 @@ def run_set(s: dict, args) -> dict:
     audit = json.loads((run_dir / "audit.json").read_text())
     base = cached(out / "base" / f"{s['name']}.json", lambda: answer_all(audit["settings"]["model"], s))
     tuned = cached(run_dir / "bench_answers.json", lambda: answer_all(str(run_dir), s))
+    floor = None
+    if (run_dir / "confidence.json").exists():
+        from knowtune.eval.calibration import threshold_for
+
+        floor = threshold_for(run_dir, 0.95)
     return {"set": s["name"], "format": s["meta"]["format"], "split": s["meta"]["split"], "minutes": minutes,
-            "base": score(s, base, audit, "before"), args.recipe: score(s, tuned, audit, "after")}
+            "base": score(s, base, audit, "before"), args.recipe: score(s, tuned, audit, "after", floor)}
 
 
 def pct(x) -> str:
@@ -151,7 +163,7 @@ def pct(x) -> str:
 
 def table(results: list[dict], recipes: list[str]) -> str:
     head = ("| set | format | split | recipe | held-out | (audit said) | unknowns declined | over-refusal held-out "
-            "| over-refusal retention | retention | retention drop | minutes |")
+            "| over-refusal retention | retention | retention drop | at 95% floor: answered / right | minutes |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         for name in ["base", *recipes]:
@@ -162,7 +174,31 @@ def table(results: list[dict], recipes: list[str]) -> str:
             lines.append(f"| {r['set']} | {r['format']} | {r['split']} | {name} | {pct(x['heldout'])} | "
                          f"{pct(x.get('audit_said'))} | {pct(x['unknowns_declined'])} | {pct(x['over_refusal_heldout'])} | "
                          f"{pct(x.get('over_refusal_retention'))} | {pct(x.get('retention'))} | "
-                         f"{'-' if drop is None else format(drop, '+.1f')} | {'' if name == 'base' else format(r['minutes'], '.1f')} |")
+                         f"{'-' if drop is None else format(drop, '+.1f')} | "
+                         f"{pct(x.get('confident_coverage'))} / {pct(x.get('confident_precision'))} | "
+                         f"{'' if name == 'base' else format(r['minutes'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def compare(out: Path) -> str:
+    """One table of every recipe measured under `out` (results-<recipe>.json), set by set."""
+    by_set: dict[str, dict] = {}
+    recipes = []
+    for path in sorted(out.glob("results-*.json")):
+        recipe = path.stem[len("results-"):]
+        recipes.append(recipe)
+        for r in json.loads(path.read_text()):
+            by_set.setdefault(r["set"], {k: v for k, v in r.items() if k != recipe}).setdefault("minutes_by", {})[recipe] = r["minutes"]
+            by_set[r["set"]][recipe] = r[recipe]
+    rows = []
+    for r in by_set.values():
+        for recipe in recipes:
+            if recipe in r:
+                rows.append({**r, "minutes": r["minutes_by"][recipe]} | {"_only": recipe})
+    lines = table([], []).splitlines()
+    for row in rows:
+        body = table([{k: v for k, v in row.items() if k not in recipes or k == row["_only"]}], [row["_only"]]).splitlines()[2:]
+        lines += [b for b in body if f"| base |" not in b or row["_only"] == recipes[0]]
     return "\n".join(lines)
 
 
@@ -175,7 +211,10 @@ def main() -> None:
     p.add_argument("--src", default=None, help="train with the knowtune package under this src folder (an older recipe)")
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE passed to teach as --set (repeatable)")
     p.add_argument("--out", default="runs/bench/generality", help="where runs, answers and results go")
+    p.add_argument("--compare", action="store_true", help="print every recipe measured so far side by side, and stop")
     args = p.parse_args()
+    if args.compare:
+        return print(compare(Path(args.out)))
     folders = sorted(f for f in Path(args.sets).iterdir() if (f / "set.yaml").exists())
     sets = [load_set(f) for f in folders]
     sets = [s for s in sets if (args.split == "all" or s["meta"]["split"] == args.split) and (not args.only or s["name"] in args.only)]

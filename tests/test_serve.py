@@ -147,3 +147,15 @@ def test_interrupted_generation_keeps_answers_and_resumes(flaky, tmp_path):
     assert out[:3] == ["answer 1", "answer 2", "answer 3"]
     third = Cached(OpenAIChat(url), cache)
     assert third.complete(convs) == out and third.misses == 0
+
+
+def test_a_confidence_floor_turns_unsure_replies_into_refusals(tiny_model):
+    from knowtune.eval.calibration import DECLINE_TEXT
+    from knowtune.serve.app import ChatModel
+
+    msgs = [{"role": "user", "content": "Who founded the society?"}]
+    free = ChatModel(str(tiny_model), log=lambda *a: None).complete(msgs, 8)
+    assert free["text"] != DECLINE_TEXT
+    strict = ChatModel(str(tiny_model), log=lambda *a: None, min_confidence=1.0)
+    assert strict.complete(msgs, 8)["text"] == DECLINE_TEXT  # a random tiny model is never certain
+    assert "".join(strict.stream(msgs, 8)) == DECLINE_TEXT

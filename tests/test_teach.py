@@ -51,6 +51,16 @@ def test_teach_writes_a_complete_run(tmp_path, tiny_model):
     # the saved run answers through the same path as the audit
     ask = runner.invoke(app, ["ask", str(out), "Who founded Brindlemoor Kite Works?"])
     assert ask.exit_code == 0, ask.output
+    # confidence: thresholds chosen on dev probes, a reliability plot, and a floor that declines
+    assert (out / "confidence.json").exists() and (out / "plots" / "reliability.png").exists()
+    assert all(0 <= r["confidence"] <= 1 for r in audit["after"]["probes"])
+    assert audit["summary"]["n_unknowns"] > 0 and audit["summary"]["unknowns_declined_after"] is not None
+    strict = runner.invoke(app, ["ask", str(out), "Who founded Brindlemoor Kite Works?", "--min-confidence", "1"])
+    assert strict.exit_code == 0 and "not sure" in strict.output
+    auto = runner.invoke(app, ["ask", str(out), "Who founded Brindlemoor Kite Works?", "--min-confidence", "auto"])
+    assert auto.exit_code == 0, auto.output
+    wrong = runner.invoke(app, ["ask", str(out), "Who?", "--min-confidence", "high"])
+    assert wrong.exit_code == 1 and "neither 'auto' nor a number" in wrong.output
 
 
 def test_report_escapes_model_output(tmp_path):

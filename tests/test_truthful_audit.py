@@ -139,3 +139,30 @@ def test_documents_always_get_held_out_questions(tmp_path):
     assert test and all(p.source == knowledge.GENERATED for p in test)
     items = augment.knowledge_items(facts, held_out=test + knowledge.probes_for(facts, "dev"))
     knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test)
+
+
+def test_calibration_error_and_threshold_by_hand():
+    from knowtune.eval.calibration import NEVER, answered, choose_threshold, expected_calibration_error
+
+    rows = [{"confidence": c, "correct": ok} for c, ok in [(0.95, True), (0.92, True), (0.85, False), (0.15, False), (0.12, True)]]
+    # bins: [0.9,1.0): 2 right at mean 0.935 -> |1 - 0.935| = 0.065; [0.8,0.9): 0 of 1 at 0.85 -> 0.85;
+    # [0.1,0.2): 1 of 2 at 0.135 -> 0.365. ECE = 2/5*0.065 + 1/5*0.85 + 2/5*0.365 = 0.342
+    assert expected_calibration_error(rows) == pytest.approx(0.342)
+    assert choose_threshold(rows, 1.0) == 0.92  # the two most confident are right, the third is not
+    assert choose_threshold(rows, 0.6) == 0.12  # 3 right of 5 = 0.6 at the lowest threshold
+    assert choose_threshold([{"confidence": 0.9, "correct": False}], 0.95) == NEVER
+    assert answered(rows, 0.9) == {"threshold": 0.9, "coverage": 0.4, "precision": 1.0}
+
+
+def test_token_confidence_stops_at_the_end_token():
+    import math
+
+    import torch
+
+    from knowtune.eval.generate import token_confidence
+
+    # vocabulary of 3, end token 2; row 0 writes [0, 2, 1]: only the first two count
+    logits = [torch.log(torch.tensor([[0.5, 0.25, 0.25]])), torch.log(torch.tensor([[0.2, 0.3, 0.5]])),
+              torch.log(torch.tensor([[0.1, 0.8, 0.1]]))]
+    conf = token_confidence(tuple(logits), torch.tensor([[0, 2, 1]]), eos_id=2)
+    assert conf[0] == pytest.approx(math.sqrt(0.5 * 0.5))

@@ -169,6 +169,9 @@ def _settings(cls, config: Optional[Path], set_: list[str], flags: dict, resume:
     return cls.from_sources(config, extra, flags)
 
 
+MIN_CONFIDENCE_HELP = ("Decline (a short refusal) when the answer's confidence (mean token probability) is below this: "
+                       "a number from 0 to 1, or 'auto' for a run's threshold chosen on its dev probes for --precision.")
+PRECISION_HELP = "With --min-confidence auto: the share of answers that should be right (0.8, 0.9, 0.95 or 0.99)."
 SET_HELP = "Any other setting as NAME=VALUE (YAML value); the command's settings are listed in ARCHITECTURE.md and its config.yaml."
 
 
@@ -219,24 +222,35 @@ def eval_(model: str = typer.Argument(..., help="A run folder, model alias, loca
 @_guard
 def ask(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
         question: str = typer.Argument(..., help="The question."),
-        max_new_tokens: int = typer.Option(40, help=_help("max_new_tokens"))):
+        max_new_tokens: int = typer.Option(40, help=_help("max_new_tokens")),
+        min_confidence: Optional[str] = typer.Option(None, help=MIN_CONFIDENCE_HELP),
+        precision: float = typer.Option(0.95, help=PRECISION_HELP)):
     """Answer one question with the audit's generation settings (greedy)."""
-    from knowtune.eval.generate import GenerationSettings, generate_answers
+    from knowtune.eval.calibration import answer_or_decline
+    from knowtune.eval.calibration import min_confidence as floor_of
+    from knowtune.eval.generate import GenerationSettings
     from knowtune.models import load_for_inference
 
+    floor = floor_of(min_confidence, model, precision)
     m, tok = load_for_inference(model, log=err.print)
-    print(generate_answers(m, tok, [("chat", [{"role": "user", "content": question}])],
-                           GenerationSettings(max_new_tokens=max_new_tokens))[0])
+    print(answer_or_decline(m, tok, [("chat", [{"role": "user", "content": question}])],
+                            GenerationSettings(max_new_tokens=max_new_tokens), floor)[0])
+
 
 
 @app.command()
 @_guard
 def chat(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
-         max_new_tokens: int = typer.Option(200, help="Longest reply in tokens.")):
+         max_new_tokens: int = typer.Option(200, help="Longest reply in tokens."),
+         min_confidence: Optional[str] = typer.Option(None, help=MIN_CONFIDENCE_HELP),
+         precision: float = typer.Option(0.95, help=PRECISION_HELP)):
     """Talk with a model in the terminal (empty line or Ctrl-D ends)."""
-    from knowtune.eval.generate import GenerationSettings, generate_answers
+    from knowtune.eval.calibration import answer_or_decline
+    from knowtune.eval.calibration import min_confidence as floor_of
+    from knowtune.eval.generate import GenerationSettings
     from knowtune.models import load_for_inference
 
+    floor = floor_of(min_confidence, model, precision)
     m, tok = load_for_inference(model, log=err.print)
     history: list[dict] = []
     while True:
@@ -247,7 +261,7 @@ def chat(model: str = typer.Argument(..., help="A run folder, model alias, local
         if not line:
             break
         history.append({"role": "user", "content": line})
-        reply = generate_answers(m, tok, [("chat", history)], GenerationSettings(max_new_tokens=max_new_tokens))[0]
+        reply = answer_or_decline(m, tok, [("chat", history)], GenerationSettings(max_new_tokens=max_new_tokens), floor)[0]
         history.append({"role": "assistant", "content": reply})
         print(f"model> {reply}")
 
@@ -284,12 +298,16 @@ def compare(data: List[str] = typer.Argument(..., help="Documents (files or fold
 def serve(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
           host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only; there is no authentication)."),
           port: int = typer.Option(8000, help="Port to listen on."),
-          name: Optional[str] = typer.Option(None, help="Model id reported by /v1/models (default: the folder or alias name).")):
+          name: Optional[str] = typer.Option(None, help="Model id reported by /v1/models (default: the folder or alias name)."),
+          min_confidence: Optional[str] = typer.Option(None, help=MIN_CONFIDENCE_HELP),
+          precision: float = typer.Option(0.95, help=PRECISION_HELP)):
     """Serve a model or run over an OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions
     (streaming too). Any OpenAI client works: base_url=http://HOST:PORT/v1."""
+    from knowtune.eval.calibration import min_confidence as floor_of
     from knowtune.serve.app import serve as run_server
 
-    run_server(model, host=host, port=port, name=name, log=lambda m: err.print(m, highlight=False))
+    run_server(model, host=host, port=port, name=name, log=lambda m: err.print(m, highlight=False),
+               min_confidence=floor_of(min_confidence, model, precision))
 
 
 DB_HELP = "Rating database: a file path (SQLite) or a SQLAlchemy URL such as postgresql://user@host/db."

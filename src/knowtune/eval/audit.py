@@ -7,7 +7,8 @@ from collections import defaultdict
 
 from knowtune.data.augment import general_rows
 from knowtune.data.knowledge import GENERATED, PARAPHRASED, Probe
-from knowtune.eval.generate import GenerationSettings, generate_answers
+from knowtune.eval.calibration import expected_calibration_error
+from knowtune.eval.generate import GenerationSettings, generate_scored
 from knowtune.eval.scoring import declines, matches
 
 
@@ -19,9 +20,9 @@ def retention_probes() -> list[Probe]:
 
 def score_probes(model, tokenizer, probes: list[Probe], settings: GenerationSettings | None = None,
                  progress=None) -> list[dict]:
-    answers = generate_answers(model, tokenizer, [(p.style, p.prompt) for p in probes], settings, progress)
+    answers = generate_scored(model, tokenizer, [(p.style, p.prompt) for p in probes], settings, progress)
     return [{**p.to_row(), "output": a, "correct": matches(a, p.answer, p.aliases) if p.answer else False,
-             "declined": declines(a)} for p, a in zip(probes, answers)]
+             "declined": declines(a), "confidence": round(c, 4)} for p, (a, c) in zip(probes, answers)]
 
 
 def accuracy(rows: list[dict]) -> float | None:
@@ -39,6 +40,7 @@ def run_audit(model, tokenizer, probes: list[Probe], retention: list[Probe] | No
     return {"probe_accuracy": accuracy(probe_rows), "retention_accuracy": accuracy(retention_rows),
             "unknowns_declined": declined_share(unknown_rows), "over_refusal_probes": declined_share(probe_rows),
             "over_refusal_retention": declined_share(retention_rows),
+            "calibration_error": expected_calibration_error(probe_rows + retention_rows),
             "probes": probe_rows, "retention": retention_rows, "unknowns": unknown_rows}
 
 
@@ -92,7 +94,8 @@ def summary(before: dict, after: dict) -> dict:
             "retention_drop_points": None if rb is None or ra is None else round(100 * (rb - ra), 2),
             "n_probes": len(after["probes"]), "n_retention": len(after["retention"]),
             "n_unknowns": len(after.get("unknowns", [])),
-            **{f"{k}_{when}": audit.get(k) for k in ("unknowns_declined", "over_refusal_probes", "over_refusal_retention")
+            **{f"{k}_{when}": audit.get(k) for k in ("unknowns_declined", "over_refusal_probes", "over_refusal_retention",
+                                                     "calibration_error")
                for when, audit in (("before", before), ("after", after))},
             "by_group": {g: {"n": len(v["after"]), "before": accuracy(v["before"]), "after": accuracy(v["after"])}
                          for g, v in groups.items()}}

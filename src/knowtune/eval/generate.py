@@ -23,16 +23,23 @@ def render_prompt(tokenizer, style: str, prompt) -> str:
     return prompt
 
 
-@torch.no_grad()
 def generate_answers(model, tokenizer, items: list[tuple[str, object]], settings: GenerationSettings | None = None,
                      progress=None) -> list[str]:
     """Answers for (style, prompt) items (greedy unless settings.temperature > 0), batched by length;
     returns answers in input order."""
+    return [a for a, _ in generate_scored(model, tokenizer, items, settings, progress)]
+
+
+@torch.no_grad()
+def generate_scored(model, tokenizer, items: list[tuple[str, object]], settings: GenerationSettings | None = None,
+                    progress=None) -> list[tuple[str, float]]:
+    """(answer, confidence) for each item, in input order. Confidence: the geometric mean of the
+    probabilities the model gave the tokens it wrote (exp of their mean log-probability), in [0, 1]."""
     settings = settings or GenerationSettings()
     texts = [render_prompt(tokenizer, style, prompt) for style, prompt in items]
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-    answers: list[str] = [""] * len(texts)
+    answers: list[tuple[str, float]] = [("", 0.0)] * len(texts)
     was_training = model.training
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -51,11 +58,25 @@ def generate_answers(model, tokenizer, items: list[tuple[str, object]], settings
                     "top_k": 0} if settings.temperature > 0 else {"do_sample": False}
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **sampling,
                              max_new_tokens=settings.max_new_tokens, pad_token_id=pad,
-                             eos_token_id=tokenizer.eos_token_id)
+                             eos_token_id=tokenizer.eos_token_id, output_scores=True, return_dict_in_generate=True)
+        conf = token_confidence(out.scores, out.sequences[:, width:], tokenizer.eos_token_id)
         for row, i in enumerate(batch):
-            answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+            answers[i] = (tokenizer.decode(out.sequences[row, width:], skip_special_tokens=True).strip(), conf[row])
         if progress:
             progress(len(batch))
     if was_training:
         model.train()
     return answers
+
+
+def token_confidence(scores: tuple, written: torch.Tensor, eos_id: int | None) -> list[float]:
+    """exp(mean log-probability) of each row's written tokens up to and including its first end token.
+    scores: one (B, V) tensor of logits per generated position; written: (B, T) the tokens chosen."""
+    steps = len(scores)
+    chosen = torch.stack([torch.log_softmax(s.float(), dim=-1).gather(-1, written[:, t:t + 1]).squeeze(-1)
+                          for t, s in enumerate(scores)], dim=1)  # (B, T): one step at a time, never (B, T, V)
+    is_end = written[:, :steps] == eos_id if eos_id is not None else torch.zeros_like(chosen, dtype=torch.bool)
+    after_end = (is_end.cumsum(dim=1) - is_end.long()) > 0  # positions after the first end token
+    keep = (~after_end).float()
+    mean = (chosen * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
+    return torch.exp(mean).tolist()

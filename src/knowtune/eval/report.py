@@ -28,10 +28,12 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     if summary.get("n_unknowns"):
         ub, ua = summary["unknowns_declined_before"], summary["unknowns_declined_after"]
         rows.append((f"Unknown questions declined ({summary['n_unknowns']})", pct(ub), pct(ua), delta(ub, ua)))
-    for key, what in (("over_refusal_probes", "Held-out questions declined"), ("over_refusal_retention", "General questions declined")):
+    for key, what in (("over_refusal_probes", "Held-out questions declined (over-refusal)"),
+                      ("over_refusal_retention", "General questions declined (over-refusal)"),
+                      ("calibration_error", "Calibration error (ECE, lower is better)")):
         b, a = summary.get(f"{key}_before"), summary.get(f"{key}_after")
         if a is not None:
-            rows.append((f"{what} (over-refusal)", pct(b), pct(a), delta(b, a)))
+            rows.append((what, pct(b), pct(a), delta(b, a)))
     return rows
 
 
@@ -73,7 +75,7 @@ def _md_table(header: list[str], rows: list) -> str:
     return "\n".join(lines + ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows])
 
 
-def render_markdown(result: dict, plot: str | None) -> str:
+def render_markdown(result: dict, plot: str | None, reliability: str | None = None) -> str:
     s, t = result["summary"], result["training"]
     verdicts = {}
     for f in result["facts"]:
@@ -88,6 +90,7 @@ def render_markdown(result: dict, plot: str | None) -> str:
              f"Overfitting: {'flagged' if t['overfitting'] else 'not flagged'}; {t.get('overfitting_note', '')}", ""]
     if plot:
         parts += [f"![loss]({plot})", ""]
+    parts += _confidence_section(result, reliability)
     parts += ["## Facts", "", _md_table(["fact", "answer key", "before", "after", "verdict", "example question", "tuned answer"],
                                         [(f["fact_id"], f["answer"], pct(f["before"]), pct(f["after"]), f["verdict"],
                                           f["example_question"], f["example_output"]) for f in result["facts"]])]
@@ -105,6 +108,22 @@ def render_markdown(result: dict, plot: str | None) -> str:
                               c["source"]) for c in result["coverage"]])]
     parts += ["", "## Settings", "", _md_table(["setting", "value"], sorted(result["settings"].items()))]
     return "\n".join(parts) + "\n"
+
+
+def _confidence_section(result: dict, reliability: str | None) -> list[str]:
+    conf = result.get("confidence")
+    if not conf:
+        return []
+    rows = [(p, f"{c['threshold']:.3f}" if c["threshold"] <= 1 else "never answers", pct(c["coverage"]), pct(c["precision"]))
+            for p, c in conf["held_out"].items()]
+    parts = ["## Confidence", "",
+             f"Each answer's confidence is the mean probability of the tokens the model wrote. Thresholds are chosen on "
+             f"{conf['chosen_on']} (`--min-confidence auto` with `--precision`); below them `ask`, `chat` and `serve` "
+             "decline. On the held-out questions:", "",
+             _md_table(["named precision", "threshold", "held-out answered", "of those right"], rows), ""]
+    if reliability:
+        parts += [f"![reliability]({reliability})", ""]
+    return parts
 
 
 def render_html(markdown_text: str, title: str) -> str:
@@ -131,6 +150,8 @@ def render_html(markdown_text: str, title: str) -> str:
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
         elif line.startswith("![loss]("):
             body.append(f'<img alt="loss curves" src="{html.escape(line[8:-1])}">')
+        elif line.startswith("![reliability]("):
+            body.append(f'<img alt="reliability plot" src="{html.escape(line[15:-1])}">')
         elif line.strip():
             body.append(f"<p>{html.escape(line)}</p>")
     if in_table:
@@ -143,7 +164,11 @@ def render_html(markdown_text: str, title: str) -> str:
 
 
 def write_reports(run_dir: Path, result: dict) -> None:
+    from knowtune.eval.calibration import plot_reliability
+
     plot = plot_losses(result["training"], run_dir / "plots" / "loss.png")
-    md = render_markdown(result, "plots/loss.png" if plot else None)
+    after = result.get("after") or {}
+    reliability = plot_reliability(after.get("probes", []) + after.get("retention", []), run_dir / "plots" / "reliability.png")
+    md = render_markdown(result, "plots/loss.png" if plot else None, "plots/reliability.png" if reliability else None)
     write_text(run_dir / "report.md", md)
     write_text(run_dir / "report.html", render_html(md, f"knowtune report {run_dir.name}"))

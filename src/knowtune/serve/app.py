@@ -20,9 +20,10 @@ import torch
 class ChatModel:
     """A loaded model that answers chat messages, one request at a time."""
 
-    def __init__(self, ref: str, name: str | None = None, log=print):
+    def __init__(self, ref: str, name: str | None = None, log=print, min_confidence: float | None = None):
         from knowtune.models.load import load_for_inference
 
+        self.min_confidence = min_confidence  # below it a reply is replaced by a short refusal
         self.model, self.tokenizer = load_for_inference(ref, log=log)
         self.model.eval()
         self.name = name or Path(ref.rstrip("/")).name or ref
@@ -48,18 +49,29 @@ class ChatModel:
     @torch.no_grad()
     def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0) -> dict:
         inputs = self._inputs(messages)
+        from knowtune.eval.calibration import DECLINE_TEXT
+        from knowtune.eval.generate import token_confidence
+
         with self.lock:
-            out = self.model.generate(**inputs, **self._gen_kwargs(max_tokens, temperature, top_p))
-        new = out[0, inputs["input_ids"].shape[1]:]
+            out = self.model.generate(**inputs, **self._gen_kwargs(max_tokens, temperature, top_p),
+                                      output_scores=True, return_dict_in_generate=True)
+        new = out.sequences[0, inputs["input_ids"].shape[1]:]
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         finished = bool(len(new)) and int(new[-1]) == self.tokenizer.eos_token_id
+        confidence = token_confidence(out.scores, new.unsqueeze(0), self.tokenizer.eos_token_id)[0]
+        if self.min_confidence is not None and confidence < self.min_confidence:
+            text, finished = DECLINE_TEXT, True
         return {"text": text, "prompt_tokens": int(inputs["input_ids"].shape[1]), "completion_tokens": int(len(new)),
                 "finish_reason": "stop" if finished or len(new) < max_tokens else "length"}
 
     def stream(self, messages: list[dict], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0):
-        """Yield text pieces as they are generated."""
+        """Yield text pieces as they are generated (with a confidence floor: the whole reply at once, since
+        whether it is kept is known only at its end)."""
         from transformers import TextIteratorStreamer
 
+        if self.min_confidence is not None:
+            yield self.complete(messages, max_tokens, temperature, top_p)["text"]
+            return
         inputs = self._inputs(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         kwargs = {**inputs, **self._gen_kwargs(max_tokens, temperature, top_p), "streamer": streamer}
@@ -134,9 +146,10 @@ def _sse(obj: dict) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-def serve(ref: str, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, log=print) -> None:
+def serve(ref: str, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, log=print,
+          min_confidence: float | None = None) -> None:
     import uvicorn
 
-    chat = ChatModel(ref, name, log=log)
+    chat = ChatModel(ref, name, log=log, min_confidence=min_confidence)
     log(f"Serving {chat.name} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops).")
     uvicorn.run(create_app(chat), host=host, port=port, log_level="warning")

@@ -24,6 +24,7 @@ from knowtune.config import TeachSettings
 from knowtune.data import augment, docfacts, documents, knowledge, unknowns
 from knowtune.data.validate import load_examples
 from knowtune.errors import KnowtuneError
+from knowtune.eval import calibration
 from knowtune.eval.audit import accuracy, fact_table, retention_probes, run_audit, score_probes, summary
 from knowtune.eval.generate import GenerationSettings, generate_answers
 from knowtune.io import cached_json, cached_rows, read_jsonl, save_pretrained_atomic, write_json, write_jsonl, write_text
@@ -126,12 +127,12 @@ def run(s: TeachSettings, resume: bool = False, log=print) -> dict:
     _save_weights(trainer.model, tokenizer, s, run_dir)
     training = _training_summary(run_dir, trainer)
     del trainer, model
-    after = _audit_saved_run(run_dir, prep, gen, s, log)
+    after, confidence = _audit_saved_run(run_dir, prep, gen, s, log)
     from knowtune.eval.report import write_reports
 
     result = {"settings": s.model_dump(), "summary": summary(before, after) if s.audit else {},
               "facts": fact_table(before, after) if s.audit else [], "before": before, "after": after,
-              "training": training, "coverage": prep.coverage}
+              "training": training, "coverage": prep.coverage, "confidence": confidence}
     write_json(run_dir / "audit.json", result)
     write_reports(run_dir, result)
     return result
@@ -169,13 +170,23 @@ def _audit(model, tokenizer, prep: Prepared, gen, s: TeachSettings, what: str, l
         return run_audit(model, tokenizer, prep.test, retention, gen, progress=bar, unknowns=prep.unknowns)
 
 
-def _audit_saved_run(run_dir: Path, prep: Prepared, gen, s: TeachSettings, log) -> dict:
+def _audit_saved_run(run_dir: Path, prep: Prepared, gen, s: TeachSettings, log) -> tuple[dict, dict | None]:
     """Audit the saved run exactly as `knowtune ask` / `eval` load it (fp32 base + merged adapter), not the
-    training-time model, whose frozen base may be stored in bf16. Loads nothing when the audit is off."""
+    training-time model, whose frozen base may be stored in bf16. Loads nothing when the audit is off.
+    Also chooses the confidence thresholds on the dev probes (confidence.json) and says what they keep of
+    the held-out questions."""
     if not s.audit:
-        return _audit(None, None, prep, gen, s, "tuned model", log)
+        return _audit(None, None, prep, gen, s, "tuned model", log), None
     tuned, tokenizer = load_for_inference(str(run_dir), log=log)
-    return _audit(tuned, tokenizer, prep, gen, s, "tuned model", log)
+    after = _audit(tuned, tokenizer, prep, gen, s, "tuned model", log)
+    if not prep.dev:
+        return after, None
+    with _progress(len(prep.dev), "Choosing confidence thresholds on the dev probes") as bar:
+        dev_rows = score_probes(tuned, tokenizer, prep.dev, gen, progress=bar)
+    chosen = calibration.thresholds(dev_rows)
+    write_json(run_dir / calibration.CONFIDENCE_FILE, chosen)
+    chosen["held_out"] = {p: calibration.answered(after["probes"], t) for p, t in chosen["by_precision"].items()}
+    return after, chosen
 
 
 def _replay_answers(model, tokenizer, log) -> list[dict]:
