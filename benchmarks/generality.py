@@ -218,11 +218,12 @@ def main() -> None:
     folders = sorted(f for f in Path(args.sets).iterdir() if (f / "set.yaml").exists())
     sets = [load_set(f) for f in folders]
     sets = [s for s in sets if (args.split == "all" or s["meta"]["split"] == args.split) and (not args.only or s["name"] in args.only)]
-    results = [run_set(s, args) for s in sets]
-    out = Path(args.out)
-    (out / f"results-{args.recipe}.json").write_text(json.dumps(results, indent=1))
-    text = table(results, [args.recipe])
-    (out / f"results-{args.recipe}.md").write_text(text + "\n")
+    out, results = Path(args.out), []
+    for s in sets:  # results are written after every set, so a long run shows its figures as it goes
+        results.append(run_set(s, args))
+        (out / f"results-{args.recipe}.json").write_text(json.dumps(results, indent=1))
+        text = table(results, [args.recipe])
+        (out / f"results-{args.recipe}.md").write_text(text + "\n")
     print(text)
 
 

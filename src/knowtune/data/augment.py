@@ -29,7 +29,7 @@ from importlib import resources
 from knowtune.data.cloze import description_first, entities, entity_questions
 from knowtune.data.knowledge import Fact
 
-ALL_VIEWS = ("answer", "template", "statement", "cloze", "reverse", "context")
+ALL_VIEWS = ("answer", "template", "statement", "cloze", "reverse", "context", "profile")
 # context is opt-in: on the example handbook it lifts tuned + RAG from 36% to 69% but costs closed-book
 # accuracy (64% -> 57%) and retention (-0.8 -> -6.7 points)
 DEFAULT_VIEWS = ("answer", "template", "statement", "cloze", "reverse")
@@ -111,6 +111,33 @@ def context_items(facts: list[Fact]) -> list[TrainItem]:
     return items
 
 
+PROFILE_QUESTIONS = ["Tell me about {x}.", "What do you know about {x}?", "Give me the facts about {x}."]
+PROFILE_MAX_STATEMENTS = 4
+
+
+def profile_items(facts: list[Fact]) -> list[TrainItem]:
+    """For every name stated in two or more different statements: "Tell me about <name>." answered with those
+    statements together. Each entity is bound to its own attributes in one answer, next to each other, which
+    is what tells near neighbours apart (the Amber Line's year is not the Teal Line's)."""
+    from knowtune.data.cloze import known_names
+
+    statements = list(dict.fromkeys(s for f in facts if f.style == "chat" for s in f.statements))
+    known = known_names("\n".join(statements))
+    about: dict[str, list[str]] = {}
+    for s in statements:
+        for e in entities(s, known):
+            if e.kind == "name" and len(e.text) > 2:
+                about.setdefault(e.text, []).append(s)
+    items = []
+    for k, (name, said) in enumerate(sorted(about.items())):
+        said = list(dict.fromkeys(said))
+        if len(said) >= 2:
+            q = PROFILE_QUESTIONS[k % len(PROFILE_QUESTIONS)].format(x=name)
+            items.append(TrainItem("chat", [{"role": "user", "content": q}], " ".join(said[:PROFILE_MAX_STATEMENTS]),
+                                   f"entity:{name}", "profile"))
+    return items
+
+
 def _plain_both_ways(fact: Fact, train: list, views: tuple[str, ...], max_cloze: int) -> list[TrainItem]:
     """Cloze and reverse views of continuation data: text = prompt + completion."""
     origin, items = f"fact:{fact.id}", []
@@ -174,6 +201,8 @@ def knowledge_items(facts: list[Fact], views=DEFAULT_VIEWS, max_cloze: int = 8, 
     items = _dedupe([item for fact in facts for item in fact_views(fact, views, max_cloze)])
     if "context" in views:
         items += context_items(facts)
+    if "profile" in views:
+        items += profile_items(facts)
     held = {prompt_key(p.prompt) for p in held_out or []}
     held.discard("")
     seen: dict[tuple, int] = {}
