@@ -166,3 +166,10 @@ def test_token_confidence_stops_at_the_end_token():
               torch.log(torch.tensor([[0.1, 0.8, 0.1]]))]
     conf = token_confidence(tuple(logits), torch.tensor([[0, 2, 1]]), eos_id=2)
     assert conf[0] == pytest.approx(math.sqrt(0.5 * 0.5))
+
+
+def test_facts_taught_with_a_system_prompt_are_also_taught_without_it(faq_facts):
+    hollin = next(f for f in faq_facts if f.answer == "Amber Line" and "Hollin" in f.statements[0])
+    answers = [v.prompt for v in augment.fact_views(hollin) if v.view == "answer"]
+    assert any(m[0]["role"] == "system" for m in answers) and any(m[0]["role"] == "user" for m in answers)
+    assert all(m[0]["role"] == "user" for m in (v.prompt for v in augment.fact_views(hollin) if v.view == "template"))

@@ -72,8 +72,10 @@ def fact_views(fact: Fact, views: tuple[str, ...] = DEFAULT_VIEWS, max_cloze: in
         if "answer" in views:
             full = p.answer or (statements[i % len(statements)] if statements else fact.answer)
             items.append(TrainItem("chat", p.prompt, full, origin, "answer"))
+            if _without_system(p.prompt) != p.prompt:  # asked with the data's system prompt and without it
+                items.append(TrainItem("chat", _without_system(p.prompt), full, origin, "answer"))
         if "template" in views:
-            items.append(TrainItem("chat", _templated(p.prompt, i + len(fact.id)), fact.answer, origin, "template"))
+            items.append(TrainItem("chat", _templated(_without_system(p.prompt), i + len(fact.id)), fact.answer, origin, "template"))
     if "statement" in views:
         texts = statements or [f"{_last_user(p.prompt)} {fact.answer}" for p in train[:1]]
         items += [TrainItem("text", "", s, origin, "statement") for s in texts]
@@ -174,6 +176,11 @@ def _dedupe(items: list[TrainItem]) -> list[TrainItem]:
             seen.add(key)
             out.append(it)
     return out
+
+
+def _without_system(messages: list[dict]) -> list[dict]:
+    """The conversation without its system message: people ask a taught model with their own, or none."""
+    return [m for m in messages if m["role"] != "system"] if any(m["role"] == "system" for m in messages) else messages
 
 
 def _last_user(messages: list[dict]) -> str:
