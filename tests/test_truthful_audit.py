@@ -173,3 +173,7 @@ def test_facts_taught_with_a_system_prompt_are_also_taught_without_it(faq_facts)
     answers = [v.prompt for v in augment.fact_views(hollin) if v.view == "answer"]
     assert any(m[0]["role"] == "system" for m in answers) and any(m[0]["role"] == "user" for m in answers)
     assert all(m[0]["role"] == "user" for m in (v.prompt for v in augment.fact_views(hollin) if v.view == "template"))
+
+
+def test_no_abstention_views_when_the_ratio_is_zero(faq_facts):
+    assert unknowns.abstention_items(faq_facts, 0) == []

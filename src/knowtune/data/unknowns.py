@@ -94,7 +94,7 @@ def _near_misses(facts: list[Fact], splits: tuple[str, ...], seed: int, limit: i
     words = invented_words(max(8, limit), seed, avoid)
     known = known_names("\n".join(text))
     names = sorted({n for t in text for n in _names(t, known)} | {f.answer for f in facts if f.answer[:1].isupper()})
-    known = {prompt_key(p.prompt) for f in facts for p in f.phrasings}
+    taught = {prompt_key(p.prompt) for f in facts for p in f.phrasings}
     out, seen = [], set()
     rng = random.Random(seed)
     asked = [(f, question_text(p.prompt)) for f in facts if f.style == "chat" for p in f.phrasings
@@ -104,7 +104,7 @@ def _near_misses(facts: list[Fact], splits: tuple[str, ...], seed: int, limit: i
     rng.shuffle(asked)
     for k, (fact, q) in enumerate(asked):
         made = (_unstated(q, text, names, k, known) if unstated and k % 2 else None) or _invent(q, words, k, known, set(names))
-        if made and prompt_key(made[0]) not in known | seen:
+        if made and prompt_key(made[0]) not in taught | seen:
             seen.add(prompt_key(made[0]))
             out.append((fact, *made))
         if len(out) >= limit:
@@ -123,6 +123,8 @@ def abstention_items(facts: list[Fact], n: int, seed: int = 0, held_out: list | 
     naming its subject; none equals or contains an audit question."""
     from knowtune.data.augment import TrainItem
 
+    if n <= 0:
+        return []
     held = {prompt_key(p.prompt) for p in held_out or []} - {""}
     items = []
     for k, (fact, q, subject) in enumerate(_near_misses(facts, ("train",), seed, 3 * n, unstated=False)):
