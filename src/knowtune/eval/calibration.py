@@ -96,7 +96,7 @@ def plot_reliability(rows: list[dict], path: Path, title: str = "Reliability of 
             counts.append(len(inside))
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.scatter(mids, accs, s=[20 + 4 * c for c in counts], label="held-out questions (size = count)")
+    ax.scatter(mids, accs, s=[20 + 4 * c for c in counts], label="held-out and general questions (size = count)")
     ax.plot(mids, accs, color="C0")
     ax.set_xlabel("confidence (mean token probability)")
     ax.set_ylabel("share answered correctly")
