@@ -23,7 +23,7 @@ from knowtune.data.knowledge import GENERATED, Fact, Phrasing
 DEV_EVERY = 2  # one fact in two lends a question to the dev probes (early stopping)
 TEST_EVERY = 3  # one fact in three lends its shortest question to the audit (documents always get held-out questions)
 _PRONOUN = re.compile(r"^(He|She|They|It|His|Her|Their|Its)\b")
-_LABEL = re.compile(r"^([A-Za-z][\w '’/-]{1,40}?):\s+(\S.*)$")
+_LABEL = re.compile(r"^([A-Za-z][\w’/-]*(?: [\w’/-]+){0,2}):\s+(\S.*)$")  # a list item's label: three words at most
 
 
 def fact_sentences(text: str, known: set[str] | frozenset = frozenset()) -> list[str]:
@@ -52,7 +52,7 @@ def fact_sentences(text: str, known: set[str] | frozenset = frozenset()) -> list
 
 def _resolve_pronouns(said: list[str], known) -> list[str]:
     out = []
-    for i, sentence in enumerate(said):
+    for sentence in said:
         m = _PRONOUN.match(sentence)
         if m and out and not re.match(r"It(?: is|'s)\b", sentence):  # "It is the job of ...": no one is meant
             names = [e.text for e in entities(out[-1], known) if e.kind == "name"]
