@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from knowtune.data.cloze import description_first, entities, entity_questions
-from knowtune.data.knowledge import Fact
+from knowtune.data.knowledge import Fact, question_text
 
 ALL_VIEWS = ("answer", "template", "statement", "cloze", "reverse", "context", "profile")
 # context is opt-in: on the example handbook it lifts tuned + RAG from 36% to 69% but costs closed-book
@@ -77,7 +77,7 @@ def fact_views(fact: Fact, views: tuple[str, ...] = DEFAULT_VIEWS, max_cloze: in
         if "template" in views:
             items.append(TrainItem("chat", _templated(_without_system(p.prompt), i + len(fact.id)), fact.answer, origin, "template"))
     if "statement" in views:
-        texts = statements or [f"{_last_user(p.prompt)} {fact.answer}" for p in train[:1]]
+        texts = statements or [f"{question_text(p.prompt)} {fact.answer}" for p in train[:1]]
         items += [TrainItem("text", "", s, origin, "statement") for s in texts]
     sentences = statements or ([fact.answer] if len(fact.answer.split()) >= 4 else [])
     if "cloze" in views and train:
@@ -87,7 +87,7 @@ def fact_views(fact: Fact, views: tuple[str, ...] = DEFAULT_VIEWS, max_cloze: in
                  for s in sentences for q, e in entity_questions(s)]
         items += _spread(cloze, max_cloze)
     if "reverse" in views and train and re.search(r"[A-Za-z]", fact.answer):  # not "What do you know about 27?"
-        about = statements[0] if statements else f'{fact.answer}: the answer to "{_last_user(train[0].prompt)}"'
+        about = statements[0] if statements else f'{fact.answer}: the answer to "{question_text(train[0].prompt)}"'
         items.append(TrainItem("chat", [{"role": "user", "content": f"What do you know about {fact.answer}?"}],
                                about, origin, "reverse"))
     return _dedupe(items)
@@ -106,7 +106,7 @@ def context_items(facts: list[Fact]) -> list[TrainItem]:
             pair = [fact.context, other] if i % 2 else [other, fact.context]
         else:
             pair = [fact.context]
-        question = _last_user(fact.split("train")[0].prompt)
+        question = question_text(fact.split("train")[0].prompt)
         answer = fact.statements[0] if fact.statements else fact.answer
         items.append(TrainItem("chat", [{"role": "user", "content": RAG_PROMPT.format(context="\n\n".join(pair), question=question)}],
                                answer, f"fact:{fact.id}", "context"))
@@ -181,10 +181,6 @@ def _dedupe(items: list[TrainItem]) -> list[TrainItem]:
 def _without_system(messages: list[dict]) -> list[dict]:
     """The conversation without its system message: people ask a taught model with their own, or none."""
     return [m for m in messages if m["role"] != "system"] if any(m["role"] == "system" for m in messages) else messages
-
-
-def _last_user(messages: list[dict]) -> str:
-    return next(m["content"] for m in reversed(messages) if m["role"] == "user")
 
 
 def _templated(messages: list[dict], k: int) -> list[dict]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from knowtune.data.augment import general_rows
-from knowtune.data.knowledge import GENERATED, PARAPHRASED, Probe
+from knowtune.data.knowledge import GENERATED, PARAPHRASED, Probe, question_text
 from knowtune.eval.calibration import expected_calibration_error
 from knowtune.eval.generate import GenerationSettings, generate_scored
 from knowtune.eval.scoring import declines, matches
@@ -53,7 +53,7 @@ def fact_table(before: dict, after: dict) -> list[dict]:
     per_fact: dict[str, dict] = defaultdict(lambda: {"before": [], "after": []})
     for when, audit in (("before", before), ("after", after)):
         for r in audit["probes"]:
-            per_fact[r["fact_id"] or _question(r["prompt"])][when].append(r)
+            per_fact[r["fact_id"] or question_text(r["prompt"])][when].append(r)
     table = []
     for fact_id, rows in per_fact.items():
         b, a = accuracy(rows["before"]) or 0.0, accuracy(rows["after"]) or 0.0
@@ -61,12 +61,8 @@ def fact_table(before: dict, after: dict) -> list[dict]:
                    "learned" if a >= 0.5 else "not learned")
         sample = rows["after"][0] if rows["after"] else rows["before"][0]
         table.append({"fact_id": fact_id, "answer": sample["answer"], "before": b, "after": a, "verdict": verdict,
-                      "example_question": _question(sample["prompt"]), "example_output": sample["output"]})
+                      "example_question": question_text(sample["prompt"]), "example_output": sample["output"]})
     return table
-
-
-def _question(prompt) -> str:
-    return prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
 
 
 def probe_group(row: dict) -> str:

@@ -17,24 +17,24 @@ CONFIDENCE_FILE = "confidence.json"
 NEVER = 1.01  # a threshold no confidence reaches: decline everything
 
 
-def expected_calibration_error(rows: list[dict], bins: int = BINS) -> float | None:
-    """Sum over equal-width confidence bins of |accuracy - mean confidence| weighted by the bin's share."""
-    rows = [r for r in rows if r.get("confidence") is not None]
-    if not rows:
-        return None
-    err = 0.0
-    for lo, hi, inside in _bins(rows, bins):
-        if inside:
-            acc = sum(r["correct"] for r in inside) / len(inside)
-            conf = sum(r["confidence"] for r in inside) / len(inside)
-            err += len(inside) / len(rows) * abs(acc - conf)
-    return err
-
-
-def _bins(rows: list[dict], bins: int):
+def reliability_bins(rows: list[dict], bins: int = BINS) -> list[tuple[float, float, int]]:
+    """(mean confidence, share correct, count) of each non-empty equal-width confidence bin."""
+    out = []
     for b in range(bins):
         lo, hi = b / bins, (b + 1) / bins
-        yield lo, hi, [r for r in rows if lo <= r["confidence"] < hi or (b == bins - 1 and r["confidence"] >= 1.0)]
+        inside = [r for r in rows if r.get("confidence") is not None
+                  and (lo <= r["confidence"] < hi or (b == bins - 1 and r["confidence"] >= 1.0))]
+        if inside:
+            out.append((sum(r["confidence"] for r in inside) / len(inside),
+                        sum(r["correct"] for r in inside) / len(inside), len(inside)))
+    return out
+
+
+def expected_calibration_error(rows: list[dict], bins: int = BINS) -> float | None:
+    """Sum over equal-width confidence bins of |accuracy - mean confidence| weighted by the bin's share."""
+    found = reliability_bins(rows, bins)
+    total = sum(n for *_, n in found)
+    return sum(n / total * abs(acc - conf) for conf, acc, n in found) if total else None
 
 
 def choose_threshold(rows: list[dict], precision: float) -> float:
@@ -80,20 +80,15 @@ def threshold_for(run_dir: str | Path, precision: float) -> float:
 
 
 def plot_reliability(rows: list[dict], path: Path, title: str = "Reliability of answer confidence") -> Path | None:
-    rows = [r for r in rows if r.get("confidence") is not None]
-    if not rows:
+    found = reliability_bins(rows)
+    if not found:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mids, accs, counts = [], [], []
-    for lo, hi, inside in _bins(rows, BINS):
-        if inside:
-            mids.append(sum(r["confidence"] for r in inside) / len(inside))
-            accs.append(sum(r["correct"] for r in inside) / len(inside))
-            counts.append(len(inside))
+    mids, accs, counts = zip(*found)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     ax.scatter(mids, accs, s=[20 + 4 * c for c in counts], label="held-out and general questions (size = count)")
@@ -129,9 +124,13 @@ def min_confidence(value: str | None, model_ref: str, precision: float) -> float
     return floor
 
 
+def decline_below(answer: str, confidence: float, floor: float | None) -> str:
+    """The answer, or a short refusal when its confidence is below the floor (None: no floor)."""
+    return answer if floor is None or confidence >= floor else DECLINE_TEXT
+
+
 def answer_or_decline(model, tokenizer, items: list, settings, floor: float | None) -> list[str]:
     """Greedy answers; below the confidence floor an answer is replaced by a short refusal."""
     from knowtune.eval.generate import generate_scored
 
-    return [a if floor is None or c >= floor else DECLINE_TEXT
-            for a, c in generate_scored(model, tokenizer, items, settings)]
+    return [decline_below(a, c, floor) for a, c in generate_scored(model, tokenizer, items, settings, confidence=floor is not None)]

@@ -27,19 +27,20 @@ def generate_answers(model, tokenizer, items: list[tuple[str, object]], settings
                      progress=None) -> list[str]:
     """Answers for (style, prompt) items (greedy unless settings.temperature > 0), batched by length;
     returns answers in input order."""
-    return [a for a, _ in generate_scored(model, tokenizer, items, settings, progress)]
+    return [a for a, _ in generate_scored(model, tokenizer, items, settings, progress, confidence=False)]
 
 
 @torch.no_grad()
 def generate_scored(model, tokenizer, items: list[tuple[str, object]], settings: GenerationSettings | None = None,
-                    progress=None) -> list[tuple[str, float]]:
+                    progress=None, confidence: bool = True) -> list[tuple[str, float | None]]:
     """(answer, confidence) for each item, in input order. Confidence: the geometric mean of the
-    probabilities the model gave the tokens it wrote (exp of their mean log-probability), in [0, 1]."""
+    probabilities the model gave the tokens it wrote (exp of their mean log-probability), in [0, 1]; None
+    with confidence=False, which keeps the per-step logits out of generation (timed RAG answers, rollouts)."""
     settings = settings or GenerationSettings()
     texts = [render_prompt(tokenizer, style, prompt) for style, prompt in items]
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-    answers: list[tuple[str, float]] = [("", 0.0)] * len(texts)
+    answers: list[tuple[str, float | None]] = [("", None)] * len(texts)
     was_training = model.training
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -58,8 +59,8 @@ def generate_scored(model, tokenizer, items: list[tuple[str, object]], settings:
                     "top_k": 0} if settings.temperature > 0 else {"do_sample": False}
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **sampling,
                              max_new_tokens=settings.max_new_tokens, pad_token_id=pad,
-                             eos_token_id=tokenizer.eos_token_id, output_scores=True, return_dict_in_generate=True)
-        conf = token_confidence(out.scores, out.sequences[:, width:], tokenizer.eos_token_id)
+                             eos_token_id=tokenizer.eos_token_id, output_scores=confidence, return_dict_in_generate=True)
+        conf = token_confidence(out.scores, out.sequences[:, width:], tokenizer.eos_token_id) if confidence else [None] * len(batch)
         for row, i in enumerate(batch):
             answers[i] = (tokenizer.decode(out.sequences[row, width:], skip_special_tokens=True).strip(), conf[row])
         if progress:

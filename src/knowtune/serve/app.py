@@ -49,18 +49,19 @@ class ChatModel:
     @torch.no_grad()
     def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0) -> dict:
         inputs = self._inputs(messages)
-        from knowtune.eval.calibration import DECLINE_TEXT
+        from knowtune.eval.calibration import DECLINE_TEXT, decline_below
         from knowtune.eval.generate import token_confidence
 
+        floor = self.min_confidence
         with self.lock:
             out = self.model.generate(**inputs, **self._gen_kwargs(max_tokens, temperature, top_p),
-                                      output_scores=True, return_dict_in_generate=True)
+                                      output_scores=floor is not None, return_dict_in_generate=True)
         new = out.sequences[0, inputs["input_ids"].shape[1]:]
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         finished = bool(len(new)) and int(new[-1]) == self.tokenizer.eos_token_id
-        confidence = token_confidence(out.scores, new.unsqueeze(0), self.tokenizer.eos_token_id)[0]
-        if self.min_confidence is not None and confidence < self.min_confidence:
-            text, finished = DECLINE_TEXT, True
+        if floor is not None:
+            text = decline_below(text, token_confidence(out.scores, new.unsqueeze(0), self.tokenizer.eos_token_id)[0], floor)
+            finished = finished or text == DECLINE_TEXT
         return {"text": text, "prompt_tokens": int(inputs["input_ids"].shape[1]), "completion_tokens": int(len(new)),
                 "finish_reason": "stop" if finished or len(new) < max_tokens else "length"}
 
