@@ -4,6 +4,8 @@ mixed in so training does not overwrite what the model already knew.
 
 Views of a chat-style fact, for each training phrasing:
 - the question answered with a full statement of the fact (or the answer key when there is none)
+- casual: the question as people type it into a box (keyword form, lower case without "?"), answered like
+  the question: without it a taught model echoes a terse query back instead of answering it
 - the question in a question template ("Question: ...\nAnswer:") answered with the short answer key
 - each statement as plain text (language modelling on the whole sentence), without the chat template
 - cloze: questions over every entity of each statement (names, numbers, dates, quoted titles): the fact
@@ -27,12 +29,12 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from knowtune.data.cloze import description_first, entities, entity_questions
-from knowtune.data.knowledge import Fact, question_text
+from knowtune.data.knowledge import Fact, casual_forms, question_text
 
-ALL_VIEWS = ("answer", "template", "statement", "cloze", "reverse", "context", "profile")
+ALL_VIEWS = ("answer", "casual", "template", "statement", "cloze", "reverse", "context", "profile")
 # context is opt-in: on the example handbook it lifts tuned + RAG from 36% to 69% but costs closed-book
 # accuracy (64% -> 57%) and retention (-0.8 -> -6.7 points)
-DEFAULT_VIEWS = ("answer", "template", "statement", "cloze", "reverse")
+DEFAULT_VIEWS = ("answer", "casual", "template", "statement", "cloze", "reverse")
 # The prompt `knowtune compare` uses for retrieval-augmented answers; the context view teaches it.
 RAG_PROMPT = "Answer the question using the context below.\n\nContext:\n{context}\n\nQuestion: {question}"
 
@@ -69,11 +71,14 @@ def fact_views(fact: Fact, views: tuple[str, ...] = DEFAULT_VIEWS, max_cloze: in
     items: list[TrainItem] = []
     statements = fact.statements or []
     for i, p in enumerate(train):
+        full = p.answer or (statements[i % len(statements)] if statements else fact.answer)
         if "answer" in views:
-            full = p.answer or (statements[i % len(statements)] if statements else fact.answer)
             items.append(TrainItem("chat", p.prompt, full, origin, "answer"))
             if _without_system(p.prompt) != p.prompt:  # asked with the data's system prompt and without it
                 items.append(TrainItem("chat", _without_system(p.prompt), full, origin, "answer"))
+        if "casual" in views:
+            items += [TrainItem("chat", [{"role": "user", "content": q}], full, origin, "casual")
+                      for q in casual_forms(question_text(p.prompt))]
         if "template" in views:
             items.append(TrainItem("chat", _templated(_without_system(p.prompt), i + len(fact.id)), fact.answer, origin, "template"))
     if "statement" in views:
@@ -211,6 +216,8 @@ def knowledge_items(facts: list[Fact], views=DEFAULT_VIEWS, max_cloze: int = 8, 
     seen: dict[tuple, int] = {}
     out = []
     for it in items:
+        if it.view == "casual" and prompt_key(it.prompt) in held:
+            continue
         if it.view in ("cloze", "reverse"):
             key = prompt_key(it.prompt)
             if any(h in key for h in held):

@@ -118,6 +118,51 @@ def question_text(prompt) -> str:
     return str(prompt)
 
 
+# Words a person typing a quick query leaves out: question words that only announce a noun, auxiliaries,
+# articles and pronouns ("What is the fine for riding without a ticket?" -> "fine for riding without ticket?").
+_FILLER = {"what", "which", "whats", "is", "are", "was", "were", "do", "does", "did", "can", "could", "will",
+           "would", "should", "has", "have", "had", "the", "a", "an", "i", "you", "we", "me", "my", "your",
+           "our", "us", "im", "ill", "ive", "id", "youre", "please", "tell", "there", "theres"}
+CASUAL = "casual form of a held-out question"
+
+
+def casual_forms(question: str) -> list[str]:
+    """How people type a question into a box: a keyword form without filler words, and the question in
+    lower case without its question mark. Both differ from the question and keep at least two words;
+    a taught model that saw only full questions tends to echo a terse query instead of answering it."""
+    words = question.strip().rstrip("?!. ").split()
+    bare = lambda w: "".join(c for c in w.lower() if c.isalnum())
+    keywords = [w for w in words if bare(w) not in _FILLER]
+    while keywords and bare(keywords[-1]) in {"for", "of", "to", "in", "on", "at", "by", "with"}:
+        keywords.pop()
+    forms = [" ".join(keywords).rstrip(",;:") + "?" if len(keywords) >= 2 else "",
+             " ".join(words).lower().rstrip(",;:")]
+    seen = {question.strip(), " ".join(words)}  # the lower-case form normalises like the question: compare text
+    out = []
+    for f in forms:
+        if f and len(f.split()) >= 2 and f not in seen and (f == forms[1] or normalise(f) != normalise(question)):
+            seen.add(f)
+            out.append(f)
+    return out
+
+
+def add_casual_probes(probes: list[Probe], facts: list[Fact]) -> list[Probe]:
+    """Each chat probe's first casual form as a probe of its own (same fact, answer and split), so the audit and
+    early stopping also ask the way people type; a form that a training phrasing (or its own casual form,
+    which the casual view teaches) reduces to is left out."""
+    taught = {normalise(q) for f in facts for p in f.split("train") if f.style == "chat"
+              for q in [question_text(p.prompt), *casual_forms(question_text(p.prompt))]}
+    out = []
+    for p in probes:
+        if p.style != "chat" or not isinstance(p.prompt, list) or p.source.startswith("--probes "):
+            continue  # the user's own probe file is audited as written
+        for form in casual_forms(question_text(p.prompt))[:1]:  # one each: the keyword form when there is one
+            if normalise(form) not in taught:
+                out.append(Probe(p.fact_id, p.style, [{"role": "user", "content": form}], p.answer, p.aliases,
+                                 p.split, CASUAL))
+    return out
+
+
 MIN_PHRASINGS_TO_HOLD_OUT = 3  # fewer phrasings: every one is trained, the audit asks generated questions
 
 

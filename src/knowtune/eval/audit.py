@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from knowtune.data.augment import general_rows
-from knowtune.data.knowledge import GENERATED, PARAPHRASED, Probe, question_text
+from knowtune.data.knowledge import CASUAL, GENERATED, PARAPHRASED, Probe, question_text
 from knowtune.eval.calibration import expected_calibration_error
 from knowtune.eval.generate import GenerationSettings, generate_scored
 from knowtune.eval.scoring import declines, matches
@@ -70,6 +70,8 @@ def probe_group(row: dict) -> str:
     phrasings of the training data."""
     if "(generated eval)" in row.get("source", ""):
         return "generated eval questions"
+    if row.get("source") == CASUAL:
+        return "held-out questions as people type them (keyword form, lower case)"
     if row.get("source") == GENERATED:
         return "questions written from the statements (facts asked < 3 ways: every phrasing trained)"
     if row.get("source") == PARAPHRASED:

@@ -67,6 +67,8 @@ def prepare(s: TeachSettings, log=print) -> Prepared:
     # a generated question may happen to be a held-out one: the held-out question wins
     knowledge.drop_generated_overlaps(doc_facts, test)
     dev = knowledge.probes_for(facts, "dev")
+    # ask each held-out and dev question also the way people type it (audited as its own group)
+    test, dev = (probes + knowledge.add_casual_probes(probes, facts) for probes in (test, dev))
     unknown = unknowns.unknown_probes(facts, s.seed, s.unknown_questions) + (unknowns.read_unknowns(s.unknowns) if s.unknowns else [])
     items = augment.knowledge_items(facts, tuple(s.views), per_entity=s.cloze_per_entity, held_out=test + dev + unknown)
     items += unknowns.abstention_items(facts, round(s.abstain_ratio * len(items)), s.seed, held_out=test + dev + unknown)
