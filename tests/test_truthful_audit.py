@@ -177,3 +177,24 @@ def test_facts_taught_with_a_system_prompt_are_also_taught_without_it(faq_facts)
 
 def test_no_abstention_views_when_the_ratio_is_zero(faq_facts):
     assert unknowns.abstention_items(faq_facts, 0) == []
+
+
+def test_casual_forms_drop_filler_words_and_keep_the_question():
+    assert knowledge.casual_forms("What is the fine for riding without a ticket?") == [
+        "fine for riding without ticket?", "what is the fine for riding without a ticket"]
+    assert knowledge.casual_forms("How can I reach Northmole Station by tram?")[0] == "How reach Northmole Station by tram?"
+    assert knowledge.casual_forms("What is it?") == ["what is it"]  # no keyword form of two words or more
+
+
+def test_casual_views_are_taught_and_casual_probes_never_are(faq_facts):
+    test = knowledge.probes_for(faq_facts, "test")
+    casual = knowledge.add_casual_probes(test, faq_facts)
+    assert casual and all(p.source == knowledge.CASUAL and p.split == "test" for p in casual)
+    items = augment.knowledge_items(faq_facts, held_out=test + casual)
+    assert any(it.view == "casual" for it in items)
+    knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test + casual)
+    taught = {knowledge.prompt_key(it.prompt) for it in items if it.kind == "chat"}
+    assert not any(knowledge.prompt_key(p.prompt) in taught for p in casual)
+    # each casual probe asks the fact its held-out question asks, with the same answer key
+    by_fact = {p.fact_id: p.answer for p in test}
+    assert all(by_fact[p.fact_id] == p.answer for p in casual)
