@@ -109,11 +109,20 @@ def answer_all(model_ref: str, s: dict) -> dict:
     return {"heldout": outs[:n], "unknowns": outs[n:], "heldout_confidence": conf[:n], "unknowns_confidence": conf[n:]}
 
 
-def score(s: dict, answers: dict, audit: dict | None, which: str, floor: float | None = None) -> dict:
+def score(s: dict, answers: dict, audit: dict | None, which: str, floor: float | None = None, grounding=None) -> dict:
     held = [contains_key(o, r["answer"], r.get("aliases", [])) for o, r in zip(answers["heldout"], s["heldout"])]
     row = {"heldout": sum(held) / len(held),
            "unknowns_declined": sum(map(declines, answers["unknowns"])) / len(answers["unknowns"]),
            "over_refusal_heldout": sum(map(declines, answers["heldout"])) / len(held)}
+    if grounding is not None:  # --grounded: an answer whose specifics the taught data does not give is declined
+        kept = lambda q, o: not declines(o) and grounding.check(q, o) is not False  # noqa: E731
+        held_kept = [kept(r["question"], o) for o, r in zip(answers["heldout"], s["heldout"])]
+        row["grounded_heldout"] = sum(ok and k for ok, k in zip(held, held_kept)) / len(held)
+        row["grounded_over_refusal"] = 1 - sum(held_kept) / len(held)
+        row["grounded_unknowns_declined"] = 1 - sum(kept(r["question"], o) for o, r in zip(answers["unknowns"], s["unknowns"])) / len(s["unknowns"])
+        if audit:
+            ret = [kept(r["prompt"][-1]["content"], r["output"]) for r in audit[which]["retention"]]
+            row["grounded_over_refusal_retention"] = 1 - sum(ret) / len(ret)
     if floor is not None and "heldout_confidence" in answers:  # --min-confidence auto --precision 0.95
         kept = [ok for ok, c in zip(held, answers["heldout_confidence"]) if c >= floor]
         row["confident_coverage"] = len(kept) / len(held)
@@ -153,8 +162,12 @@ def run_set(s: dict, args) -> dict:
         from knowtune.eval.calibration import threshold_for
 
         floor = threshold_for(run_dir, 0.95)
+    from knowtune.eval.grounding import Grounding
+
+    grounding = Grounding.of_run(run_dir)  # the same taught data gates the base model's answers
     return {"set": s["name"], "format": s["meta"]["format"], "split": s["meta"]["split"], "minutes": minutes,
-            "base": score(s, base, audit, "before"), args.recipe: score(s, tuned, audit, "after", floor)}
+            "base": score(s, base, audit, "before", grounding=grounding),
+            args.recipe: score(s, tuned, audit, "after", floor, grounding)}
 
 
 def pct(x) -> str:
@@ -163,7 +176,8 @@ def pct(x) -> str:
 
 def table(results: list[dict], recipes: list[str]) -> str:
     head = ("| set | format | split | recipe | held-out | (audit said) | unknowns declined | over-refusal held-out "
-            "| over-refusal retention | retention | retention drop | at 95% floor: answered / right | minutes |")
+            "| over-refusal retention | retention | retention drop | at 95% floor: answered / right "
+            "| --grounded: held-out right / declined / unknowns declined / retention declined | minutes |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         for name in ["base", *recipes]:
@@ -176,6 +190,8 @@ def table(results: list[dict], recipes: list[str]) -> str:
                          f"{pct(x.get('over_refusal_retention'))} | {pct(x.get('retention'))} | "
                          f"{'-' if drop is None else format(drop, '+.1f')} | "
                          f"{pct(x.get('confident_coverage'))} / {pct(x.get('confident_precision'))} | "
+                         f"{pct(x.get('grounded_heldout'))} / {pct(x.get('grounded_over_refusal'))} / "
+                         f"{pct(x.get('grounded_unknowns_declined'))} / {pct(x.get('grounded_over_refusal_retention'))} | "
                          f"{'' if name == 'base' else format(r['minutes'], '.1f')} |")
     return "\n".join(lines)
 

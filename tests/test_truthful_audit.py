@@ -198,3 +198,29 @@ def test_casual_views_are_taught_and_casual_probes_never_are(faq_facts):
     # each casual probe asks the fact its held-out question asks, with the same answer key
     by_fact = {p.fact_id: p.answer for p in test}
     assert all(by_fact[p.fact_id] == p.answer for p in casual)
+
+
+def test_grounding_declines_specifics_the_data_never_pairs_with_the_subject(faq_facts):
+    from knowtune.eval.grounding import Grounding
+
+    g = Grounding.from_facts(faq_facts)
+    # a right answer in other words: its specific is taught with the question's subject
+    assert g.check("Hollin Quay: which tram line?", "Take the Amber Line to get there.") is True
+    assert g.check("when did the teal line open", "It opened in 1964.") is True  # lower case: names still anchor
+    # the wrong line for the place, a year taught for another line, an invented line: not grounded
+    assert g.check("Which line goes to Hollin Quay?", "The Teal Line goes to Hollin Quay.") is False
+    assert g.check("When did the Teal Line open?", "The Teal Line opened in 1911.") is False
+    assert g.check("When did the Saffron Line open?", "The Saffron Line opened in 1964.") is False
+    # nothing specific added, or a general question: not judged
+    assert g.check("Does the Amber Line run at night?", "Yes, it does.") is None
+    assert g.check("What is the capital of France?", "The capital of France is Paris.") is None
+
+
+def test_audit_reports_what_grounding_would_decline(faq_facts):
+    from knowtune.eval.audit import _grounded_figures
+
+    rows = lambda *pairs: [{"correct": c, "declined": False, "grounded": gr} for c, gr in pairs]  # noqa: E731
+    fig = _grounded_figures(rows((True, True), (False, False), (True, None), (False, True)),
+                            rows((True, None), (True, None)), rows((False, False), (False, True)))
+    assert fig["grounded_over_refusal_probes"] == 0.25 and fig["grounded_answered_correct"] == 2 / 3
+    assert fig["grounded_over_refusal_retention"] == 0 and fig["grounded_unknowns_declined"] == 0.5

@@ -30,18 +30,34 @@ def accuracy(rows: list[dict]) -> float | None:
 
 
 def run_audit(model, tokenizer, probes: list[Probe], retention: list[Probe] | None = None,
-              settings: GenerationSettings | None = None, progress=None, unknowns: list[Probe] = ()) -> dict:
-    """Score held-out probes, the retention set and unknown questions; returns a JSON-ready dict."""
+              settings: GenerationSettings | None = None, progress=None, unknowns: list[Probe] = (),
+              grounding=None) -> dict:
+    """Score held-out probes, the retention set and unknown questions; returns a JSON-ready dict. With a
+    `grounding.Grounding`, also what declining ungrounded answers (`--grounded`) would do."""
     retention = retention_probes() if retention is None else retention
     unknowns = list(unknowns)
     scored = score_probes(model, tokenizer, probes + retention + unknowns, settings, progress)
     probe_rows, retention_rows = scored[:len(probes)], scored[len(probes):len(probes) + len(retention)]
     unknown_rows = scored[len(probes) + len(retention):]
-    return {"probe_accuracy": accuracy(probe_rows), "retention_accuracy": accuracy(retention_rows),
+    if grounding is not None:
+        for r in scored:
+            r["grounded"] = grounding.check(question_text(r["prompt"]), r["output"])
+    return {**(_grounded_figures(probe_rows, retention_rows, unknown_rows) if grounding is not None else {}),
+            "probe_accuracy": accuracy(probe_rows), "retention_accuracy": accuracy(retention_rows),
             "unknowns_declined": declined_share(unknown_rows), "over_refusal_probes": declined_share(probe_rows),
             "over_refusal_retention": declined_share(retention_rows),
             "calibration_error": expected_calibration_error(probe_rows + retention_rows),
             "probes": probe_rows, "retention": retention_rows, "unknowns": unknown_rows}
+
+
+def _grounded_figures(probe_rows: list[dict], retention_rows: list[dict], unknown_rows: list[dict]) -> dict:
+    from knowtune.eval.grounding import gated
+
+    probes = gated(probe_rows)
+    return {"grounded_unknowns_declined": gated(unknown_rows)["declined"],
+            "grounded_over_refusal_probes": probes["declined"],
+            "grounded_over_refusal_retention": gated(retention_rows)["declined"],
+            "grounded_answered_correct": probes["answered_correct"]}
 
 
 def declined_share(rows: list[dict]) -> float | None:
@@ -81,6 +97,10 @@ def probe_group(row: dict) -> str:
     return "held-out phrasings"
 
 
+GROUNDED_FIGURES = ("grounded_unknowns_declined", "grounded_over_refusal_probes", "grounded_over_refusal_retention",
+                    "grounded_answered_correct")
+
+
 def summary(before: dict, after: dict) -> dict:
     rb, ra = before["retention_accuracy"], after["retention_accuracy"]
     groups: dict[str, dict] = {}
@@ -93,7 +113,7 @@ def summary(before: dict, after: dict) -> dict:
             "n_probes": len(after["probes"]), "n_retention": len(after["retention"]),
             "n_unknowns": len(after.get("unknowns", [])),
             **{f"{k}_{when}": audit.get(k) for k in ("unknowns_declined", "over_refusal_probes", "over_refusal_retention",
-                                                     "calibration_error")
+                                                     "calibration_error", *GROUNDED_FIGURES)
                for when, audit in (("before", before), ("after", after))},
             "by_group": {g: {"n": len(v["after"]), "before": accuracy(v["before"]), "after": accuracy(v["after"])}
                          for g, v in groups.items()}}

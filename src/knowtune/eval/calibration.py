@@ -129,8 +129,13 @@ def decline_below(answer: str, confidence: float, floor: float | None) -> str:
     return answer if floor is None or confidence >= floor else DECLINE_TEXT
 
 
-def answer_or_decline(model, tokenizer, items: list, settings, floor: float | None) -> list[str]:
-    """Greedy answers; below the confidence floor an answer is replaced by a short refusal."""
+def answer_or_decline(model, tokenizer, items: list, settings, floor: float | None, grounding=None) -> list[str]:
+    """Greedy answers; below the confidence floor, or (with a `grounding.Grounding`) adding specifics the
+    taught data does not give, an answer is replaced by a short refusal."""
+    from knowtune.data.knowledge import question_text
     from knowtune.eval.generate import generate_scored
+    from knowtune.eval.grounding import grounded_or_decline
 
-    return [decline_below(a, c, floor) for a, c in generate_scored(model, tokenizer, items, settings, confidence=floor is not None)]
+    scored = generate_scored(model, tokenizer, items, settings, confidence=floor is not None)
+    return [grounded_or_decline(question_text(prompt), decline_below(a, c, floor), grounding)
+            for (_, prompt), (a, c) in zip(items, scored)]

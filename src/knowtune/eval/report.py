@@ -30,7 +30,11 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
         rows.append((f"Unknown questions declined ({summary['n_unknowns']})", pct(ub), pct(ua), delta(ub, ua)))
     for key, what in (("over_refusal_probes", "Held-out questions declined (over-refusal)"),
                       ("over_refusal_retention", "General questions declined (over-refusal)"),
-                      ("calibration_error", "Calibration error (ECE, lower is better)")):
+                      ("calibration_error", "Calibration error (ECE, lower is better)"),
+                      ("grounded_unknowns_declined", "With --grounded: unknown questions declined"),
+                      ("grounded_over_refusal_probes", "With --grounded: held-out questions declined"),
+                      ("grounded_over_refusal_retention", "With --grounded: general questions declined"),
+                      ("grounded_answered_correct", "With --grounded: held-out answers given that are right")):
         b, a = summary.get(f"{key}_before"), summary.get(f"{key}_after")
         if a is not None:
             rows.append((what, pct(b), pct(a), delta(b, a)))

@@ -27,6 +27,7 @@ from knowtune.errors import KnowtuneError
 from knowtune.eval import calibration
 from knowtune.eval.audit import accuracy, fact_table, retention_probes, run_audit, score_probes, summary
 from knowtune.eval.generate import GenerationSettings, generate_answers
+from knowtune.eval.grounding import Grounding
 from knowtune.io import cached_json, cached_rows, read_jsonl, save_pretrained_atomic, write_json, write_jsonl, write_text
 from knowtune.models import load_for_inference
 from knowtune.train.callbacks import FiniteGuard, MetricsLog, TargetStop
@@ -169,7 +170,8 @@ def _audit(model, tokenizer, prep: Prepared, gen, s: TeachSettings, what: str, l
         return {"probe_accuracy": None, "retention_accuracy": None, "probes": [], "retention": [], "unknowns": []}
     retention = retention_probes()
     with _progress(len(prep.test) + len(retention) + len(prep.unknowns), f"Auditing the {what}") as bar:
-        return run_audit(model, tokenizer, prep.test, retention, gen, progress=bar, unknowns=prep.unknowns)
+        return run_audit(model, tokenizer, prep.test, retention, gen, progress=bar, unknowns=prep.unknowns,
+                         grounding=Grounding.from_facts(prep.facts))
 
 
 def _audit_saved_run(run_dir: Path, prep: Prepared, gen, s: TeachSettings, log) -> tuple[dict, dict | None]:
