@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -30,9 +32,16 @@ def make_db(path: Path, raters: list[str], admins: list[str] = (), prompts: list
     return str(path)
 
 
-def start_feedback(db: str, home: Path, model: str | None = None):
+def start_feedback(db: str, home: Path, model: str | None = None, *options: str):
+    """`knowtune feedback serve` on a free port; `options` are more flags (--trusted-proxy 127.0.0.1, ...)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "KNOWTUNE_HOME": str(home)}
-    return start_server(["feedback", "serve", *([model] if model else []), "--db", db], env)
+    return start_server(["feedback", "serve", *([model] if model else []), "--db", db, *options], env)
+
+
+def feedback_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """Run `knowtune feedback ARGS` as a user would (a new process), with `stdin` as its input."""
+    return subprocess.run([sys.executable, "-m", "knowtune.cli", "feedback", *args], input=stdin, text=True,
+                          capture_output=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
 
 
 def csrf_of(html: str) -> str:

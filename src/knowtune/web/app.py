@@ -4,15 +4,19 @@ Raters see a prompt and two answers side by side, pick the better one or a tie, 
 wrong fact and may write a corrected answer. Admins import prompts, have the model answer them in the
 background, watch agreement between raters and export preference pairs, KTO labels and corrections.
 
-Security: passwords hashed with scrypt; sessions in signed, HttpOnly, SameSite=Lax cookies; a CSRF token
-on every form, checked on every POST; failed logins rate-limited per name and per address; every page
-escapes what it shows (model output included) and a Content-Security-Policy allows only this site's own
-script and style files.
+Security: passwords hashed with scrypt (N=2^17) and checked against a list of common ones; sessions in
+signed, HttpOnly, SameSite=Lax cookies (Secure with --secure-cookies), signed with a key kept in a 0600 file
+and checked against the user's session version on every request, so sign-out, a new password or disabling
+ends them; a CSRF token on every form, checked before the body is read beyond a small form; request bodies
+capped by path (forms.py); failed logins limited per name and per address, counted in the same transaction
+that records them; X-Forwarded-For believed only from --trusted-proxy addresses; every page escapes what it
+shows (model output included) and a Content-Security-Policy allows only this site's own script and style.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from pathlib import Path
 from urllib.parse import quote
@@ -22,17 +26,19 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.sessions import SessionMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from knowtune.data import preference
-from knowtune.errors import DataError
-from knowtune.web import auth
+from knowtune.errors import DataError, KnowtuneError
+from knowtune.web import auth, forms
 from knowtune.web.generate import AnswerWriter
+from knowtune.web.keyfile import SigningKey
+from knowtune.web.sessions import SignedCookieSessions
 from knowtune.web.store import Store
 
 HERE = Path(__file__).parent
 SESSION_HOURS = 12
-MAX_UPLOAD = 20 * 1024 * 1024
+HSTS = "max-age=31536000"  # a year: browsers then refuse plain HTTP to this host (only sent with --hsts)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
@@ -54,20 +60,29 @@ class _Forbidden(Exception):
     pass
 
 
-def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies: bool = False):
+def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey | None = None,
+               secure_cookies: bool = False, hsts: bool = False, trusted_proxies: tuple[str, ...] = ()):
+    """The app. key: the cookie-signing key (default: the database's key file, made if missing);
+    trusted_proxies: addresses or networks whose X-Forwarded-For names the client (see `trusted_networks`)."""
     app = FastAPI(title="knowtune feedback", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(SessionMiddleware, secret_key=store.secret(), session_cookie="knowtune_session",
-                       max_age=SESSION_HOURS * 3600, same_site="lax", https_only=secure_cookies)
+    # Middleware added later wraps what was added before: proxy address -> headers -> session -> body limit.
+    app.add_middleware(forms.BodyLimit, limits={"/admin/import": forms.UPLOAD_LIMIT})
+    app.add_middleware(SignedCookieSessions, key=key or store.signing_key(), max_age=SESSION_HOURS * 3600,
+                       secure=secure_cookies)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     store.mark_stale_jobs()
+    headers = {**SECURITY_HEADERS, **({"Strict-Transport-Security": HSTS} if hsts else {})}
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
         response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
+        for k, v in headers.items():
             response.headers.setdefault(k, v)
         return response
+
+    if trusted_proxies:  # without it the socket's address is the client, whatever X-Forwarded-For says
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted_networks(trusted_proxies)))
 
     def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         user = current_user(request)
@@ -80,26 +95,33 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
         request.session["flash"] = [*request.session.get("flash", [])[-4:], {"kind": kind, "text": message}]
 
     def current_user(request: Request):
-        uid = request.session.get("uid")
-        user = store.user(uid) if uid else None
-        return user if user and user.active else None
+        """The signed-in user, or None. The cookie's session version must be the user's current one: sign-out,
+        a new password and disabling raise it, so a cookie saved before any of them is refused here."""
+        if not hasattr(request.state, "user"):
+            uid, version = request.session.get("uid"), request.session.get("sv")
+            user = store.user(uid) if isinstance(uid, int) else None
+            if not (user and user.active and version == user.session_version):
+                user = None
+                if uid is not None:
+                    request.session.clear()  # a dead session: its cookie is cleared with this response
+            request.state.user = user
+        return request.state.user
 
-    async def checked_form(request: Request) -> dict:
-        """The POSTed form, after its CSRF token was checked."""
-        form = await request.form(max_part_size=MAX_UPLOAD)
-        if not auth.csrf_ok(request.session, form.get("csrf_token")):
-            raise _Forbidden("This form has expired or did not come from this site (missing or wrong CSRF token). "
-                             "Go back, reload the page and try again.")
-        return form
-
-    def post(path: str):
-        """Register a form handler `handler(request, form)`: the form is read and its CSRF token checked on the
-        event loop, then the handler (database writes, password hashing) runs in the thread pool, so slow work
-        never stalls other requests and writers really do meet at the database lock."""
+    def post(path: str, access: str = "user"):
+        """Register a form handler `handler(request, form, user)`, checked from the cheapest end: who may post
+        (access "public", "user" or "admin"; from the cookie, before the body is read), then the small form
+        and its CSRF token on the event loop, then the handler (database writes, password hashing) in the
+        thread pool, so slow work never stalls other requests and writers really do meet at the database lock."""
         def register(handler):
             async def endpoint(request: Request):
-                form = await checked_form(request)
-                return await run_in_threadpool(handler, request, form)
+                user = None
+                if access != "public":
+                    user = await run_in_threadpool(require, request, "admin" if access == "admin" else None)
+                    if user is None:
+                        return login_redirect(request)
+                form = await forms.read_form(request)
+                forms.check_csrf(request.session, form.get("csrf_token"))
+                return await run_in_threadpool(handler, request, form, user)
 
             endpoint.__name__ = handler.__name__
             app.add_api_route(path, endpoint, methods=["POST"])
@@ -116,8 +138,19 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
         return user
 
     @app.exception_handler(_Forbidden)
-    async def forbidden(request: Request, exc: _Forbidden):
+    @app.exception_handler(forms.CsrfRefused)
+    async def forbidden(request: Request, exc: Exception):
         return page(request, "error.html", status=403, title="Not allowed", message=str(exc))
+
+    @app.exception_handler(forms.BadRequest)
+    async def bad_request(request: Request, exc: forms.BadRequest):
+        return page(request, "error.html", status=400, title="Bad request", message=str(exc))
+
+    @app.exception_handler(forms.RequestTooLarge)
+    async def too_large(request: Request, exc: forms.RequestTooLarge):
+        response = page(request, "error.html", status=413, title="Too large", message=str(exc))
+        response.headers["Connection"] = "close"  # the rest of the body is not read
+        return response
 
     @app.get("/health")
     def health():
@@ -134,26 +167,31 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
     def login_page(request: Request, next: str = "/"):
         return page(request, "login.html", next=_safe_next(next))
 
-    @post("/login")
-    def login(request: Request, form):
+    @post("/login", access="public")
+    def login(request: Request, form, _):
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+        next_page = _safe_next(form.get("next", "/"))
+        # The socket's address, or the client a --trusted-proxy named (ProxyHeadersMiddleware set it).
         ip = request.client.host if request.client else "?"
-        if auth.too_many_failures(*store.recent_failures(name, ip, auth.LOGIN_WINDOW)):
+        attempt = store.begin_login(name, ip, auth.LOGIN_WINDOW, auth.MAX_FAILURES_PER_NAME, auth.MAX_FAILURES_PER_IP)
+        if attempt is None:
             minutes = int(auth.LOGIN_WINDOW.total_seconds() // 60)
-            return page(request, "login.html", status=429, next=_safe_next(form.get("next", "/")),
+            return page(request, "login.html", status=429, next=next_page,
                         error=f"Too many failed sign-ins. Wait {minutes} minutes and try again, or ask an admin.")
         user = store.user_by_name(name)
         ok = auth.verify_password(password, user.password_hash if user else auth.DUMMY_HASH) and bool(user and user.active)
-        store.record_login(name, ip, ok)
-        if not ok:
-            return page(request, "login.html", status=401, next=_safe_next(form.get("next", "/")),
-                        error="Wrong name or password.")
+        if not ok:  # the attempt stays recorded as a failure
+            return page(request, "login.html", status=401, next=next_page, error="Wrong name or password.")
+        store.login_succeeded(attempt)
+        if auth.needs_rehash(user.password_hash):  # made at an older, cheaper cost: hash again at today's
+            store.update_password_hash(user.id, auth.hash_password(password))
         request.session.clear()  # a fresh session (and CSRF token) at every sign-in
-        request.session["uid"] = user.id
-        return RedirectResponse(_safe_next(form.get("next", "/")), status_code=303)
+        request.session.update(uid=user.id, sv=user.session_version)
+        return RedirectResponse(next_page, status_code=303)
 
     @post("/logout")
-    def logout(request: Request, form):
+    def logout(request: Request, form, user):
+        store.end_sessions(user.id)  # every cookie of this user, a copy saved elsewhere too, stops working
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -170,10 +208,7 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
         return page(request, "rate.html", comp=comp, left=comp[left], right=comp[right], done=done, total=total)
 
     @post("/rate")
-    def rate(request: Request, form):
-        user = require(request)
-        if user is None:
-            return login_redirect(request)
+    def rate(request: Request, form, user):
         try:
             cid = int(form.get("comparison_id", ""))
             fields = _rating_fields(form, _sides(user.id, cid))
@@ -192,8 +227,11 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
         user = require(request, "admin")
         if user is None:
             return login_redirect(request)
+        return admin_view(request)
+
+    def admin_view(request: Request, status: int = 200) -> HTMLResponse:
         ratings = store.rating_rows()
-        return page(request, "admin.html", counts=store.counts(), jobs=store.jobs(), exports=EXPORTS,
+        return page(request, "admin.html", status=status, counts=store.counts(), jobs=store.jobs(), exports=EXPORTS,
                     agreement=preference.agreement(ratings), waiting=len(store.prompts_without_comparison()),
                     users=store.users(), can_generate=writer is not None, generating=bool(writer and writer.busy()))
 
@@ -203,32 +241,32 @@ def create_app(store: Store, writer: AnswerWriter | None = None, secure_cookies:
             return JSONResponse({"error": "sign in"}, status_code=401)
         return {"jobs": store.jobs()}
 
-    @post("/admin/import")
-    def import_prompts(request: Request, form):
-        if require(request, "admin") is None:
+    @app.post("/admin/import")
+    async def import_prompts(request: Request):
+        """The one large body: the admin is checked from the cookie, then the CSRF token as the form's first
+        part (forms.read_upload), and only then is the file read (up to forms.UPLOAD_LIMIT)."""
+        if await run_in_threadpool(require, request, "admin") is None:
             return login_redirect(request)
-        upload = form.get("file")
-        if upload is None or not getattr(upload, "filename", ""):
+        form = await forms.read_upload(request)
+        return await run_in_threadpool(import_upload, request, form.get("file"))
+
+    def import_upload(request: Request, upload) -> Response:
+        """Import the file; a file that is not prompt rows shows the admin page again with 400 and why."""
+        if upload is None or isinstance(upload, str) or not upload.filename:
             flash(request, "Choose a JSONL file of prompts to import.", "error")
-            return RedirectResponse("/admin", status_code=303)
-        raw = upload.file.read()
+            return admin_view(request, status=400)
         try:
-            rows = preference.parse_prompt_lines(raw.decode("utf-8-sig"), upload.filename)
-        except UnicodeDecodeError:
-            flash(request, f"{upload.filename} is not UTF-8 text: save it as UTF-8 JSONL and import it again.", "error")
-            return RedirectResponse("/admin", status_code=303)
+            rows = forms.parse_prompt_upload(upload.file.read(), upload.filename)
         except DataError as exc:
-            flash(request, f"{exc.message}\n{exc.fix}", "error")
-            return RedirectResponse("/admin", status_code=303)
+            flash(request, f"Nothing imported: {exc.message}\n{exc.fix}", "error")
+            return admin_view(request, status=400)
         r = store.import_prompts(rows, source=upload.filename)
         flash(request, f"Imported {r['added']} prompts from {upload.filename} ({r['skipped']} already there, "
                        f"{r['comparisons']} comparisons from answers in the file).")
         return RedirectResponse("/admin", status_code=303)
 
-    @post("/admin/generate")
-    def generate(request: Request, form):
-        if require(request, "admin") is None:
-            return login_redirect(request)
+    @post("/admin/generate", access="admin")
+    def generate(request: Request, form, user):
         if writer is None:
             flash(request, "This server has no model to write answers with.", "error")
         elif (job := writer.start()) is None:
@@ -280,13 +318,34 @@ def _rating_fields(form, sides: tuple[str, str]) -> dict:
     return out
 
 
-def serve(model_ref: str | None, db: str, host: str = "127.0.0.1", port: int = 8080, log=print) -> None:
+def trusted_networks(values) -> list[str]:
+    """--trusted-proxy values as networks ("10.0.0.5" -> "10.0.0.5/32"); a typo or "*" is an error, since
+    trusting every sender's X-Forwarded-For would let anyone pick the address the login limit counts."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError as exc:
+            raise KnowtuneError(f"--trusted-proxy {value!r} is not an IP address or network.",
+                                fix="give the proxy's own address, e.g. --trusted-proxy 127.0.0.1 or 10.0.0.0/24.") from exc
+    return networks
+
+
+def serve(model_ref: str | None, db: str, host: str = "127.0.0.1", port: int = 8080, log=print,
+          secure_cookies: bool = False, hsts: bool = False, trusted_proxies: tuple[str, ...] = (),
+          key_file: str | None = None) -> None:
     import uvicorn
 
+    trusted_networks(trusted_proxies)  # a typo stops here, before anything starts
     store = Store(db)
+    key = store.signing_key(key_file)
     if not store.users():
         log(f"No users yet in {store.url}: add one with `knowtune feedback add-user NAME --role admin --db {db}`.")
     writer = AnswerWriter(store, model_ref, log=log) if model_ref else None
-    app = create_app(store, writer)
-    log(f"Rating app at http://{host}:{port}/ (database {store.url}; Ctrl-C stops).")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = create_app(store, writer, key=key, secure_cookies=secure_cookies, hsts=hsts,
+                     trusted_proxies=tuple(trusted_proxies))
+    proxies = f"X-Forwarded-For believed from {', '.join(trusted_proxies)}" if trusted_proxies else "no proxy trusted"
+    log(f"Rating app at http://{host}:{port}/ (database {store.url}; key {key.path}; {proxies}; Ctrl-C stops).")
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 (its default);
+    # create_app applies it for --trusted-proxy addresses only.
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)

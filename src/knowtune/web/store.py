@@ -4,21 +4,24 @@ SQLite by default, set up for many raters writing at once: WAL (readers never wa
 busy timeout, `synchronous=FULL` (a rating acknowledged to a rater is on disk), and every write transaction
 opened with BEGIN IMMEDIATE, so two writers queue on the lock instead of one failing with "database is
 locked" when it tries to upgrade a read to a write. Any other SQLAlchemy URL (Postgres, MySQL) works too.
+
+A SQLite file and its -wal/-shm files are readable by their owner only (0600): they hold password hashes
+and every rating. The cookie-signing key is not in the database but in a file of its own (`keyfile`).
 """
 
 from __future__ import annotations
 
-import secrets
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import (Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event,
-                        func, select)
-from sqlalchemy.exc import IntegrityError
+                        delete, func, inspect, make_url, select, text, update)
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from knowtune.errors import KnowtuneError
+from knowtune.web import keyfile
 
 ROLES = ("admin", "rater")
 CHOICES = ("a", "b", "tie")
@@ -39,6 +42,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(10))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Carried in the session cookie and compared on every request; sign-out, a new password and disabling
+    # add one, so every cookie signed before stops working (added to older databases by `_migrate`).
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -87,6 +93,8 @@ class Rating(Base):
 
 
 class LoginAttempt(Base):
+    """One password check. Written (ok=False) before the check runs and set ok=True when it succeeded, so a
+    check still running counts against the limit like a failure (`Store.begin_login`)."""
     __tablename__ = "login_attempts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(80), index=True)
@@ -108,6 +116,7 @@ class Job(Base):
 
 
 class Meta(Base):
+    """Settings. (It held the cookie-signing key before the key got a file of its own; `_migrate` drops it.)"""
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
@@ -116,6 +125,21 @@ class Meta(Base):
 def database_url(db: str) -> str:
     """A SQLAlchemy URL as given, or a file path turned into a SQLite URL."""
     return db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and for an in-memory SQLite."""
+    parsed = make_url(url)
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name)
+
+
+def default_key_file(url: str) -> Path | None:
+    """Where the cookie-signing key lives when --key-file is not given: next to a SQLite file."""
+    path = sqlite_file(url)
+    return None if path is None else path.with_name(path.name + ".key")
 
 
 def make_engine(url: str):
@@ -144,13 +168,47 @@ class Store:
 
     def __init__(self, db: str):
         self.url = database_url(db)
+        self.file = sqlite_file(self.url)
+        if self.file is not None and self.file.parent.is_dir() and not keyfile.create_private_file(self.file):
+            keyfile.make_private(self.file)  # it was there already: mend a 0644 one from an older knowtune
         try:
             self.engine = make_engine(self.url)
+            self._writer = self.engine.execution_options(write=True)
             Base.metadata.create_all(self.engine)
+            self._migrate()
+        except KnowtuneError:
+            raise
         except Exception as exc:
             raise KnowtuneError(f"Could not open the database {self.url}: {exc}",
                                 fix="check --db (a file path or a SQLAlchemy URL such as postgresql://user@host/db).") from exc
-        self._writer = self.engine.execution_options(write=True)
+        self.check_private()
+
+    def check_private(self) -> None:
+        """The database and its -wal/-shm files readable by their owner only. SQLite gives the -wal and -shm
+        files the database file's mode, so a 0600 database gives 0600 companions; this also mends files made
+        by an older knowtune (0644) and is run once more after the first connection made them."""
+        if self.file is not None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                keyfile.make_private(self.file.with_name(self.file.name + suffix))
+
+    def _migrate(self) -> None:
+        """Bring a database made by an older knowtune up to date: add users.session_version (every user at 1:
+        cookies from before carry no version and are refused, so everyone signs in once more) and delete the
+        cookie-signing key the database used to hold. That key is not reused: the file was readable by
+        others, so whoever read it could sign cookies; the key file gets a fresh one."""
+        columns = {c["name"] for c in inspect(self.engine).get_columns("users")}
+        if "session_version" not in columns:
+            try:
+                with self.write() as s:
+                    s.execute(text("ALTER TABLE users ADD COLUMN session_version INTEGER NOT NULL DEFAULT 1"))
+            except OperationalError:  # another process added it first
+                if "session_version" not in {c["name"] for c in inspect(self.engine).get_columns("users")}:
+                    raise
+        with self.read() as s:  # read first: opening a database to read ratings must not need write access
+            legacy_key = s.get(Meta, "session_secret")
+        if legacy_key is not None:
+            with self.write() as s:
+                s.execute(delete(Meta).where(Meta.key == "session_secret"))
 
     @contextmanager
     def read(self):
@@ -163,15 +221,22 @@ class Store:
         with Session(self._writer, expire_on_commit=False) as s, s.begin():
             yield s
 
-    # --- settings ---------------------------------------------------------------------------------
-    def secret(self) -> str:
-        """The key that signs session cookies: made once, kept in the database so restarts keep logins."""
-        with self.write() as s:
-            row = s.get(Meta, "session_secret")
-            if row is None:
-                row = Meta(key="session_secret", value=secrets.token_urlsafe(48))
-                s.add(row)
-            return row.value
+    # --- the cookie-signing key -------------------------------------------------------------------
+    def key_file(self, given: str | Path | None = None) -> Path:
+        """The key file: `given`, or `<database file>.key`; other databases (Postgres...) need it given."""
+        path = Path(given).expanduser() if given else default_key_file(self.url)
+        if path is None:
+            raise KnowtuneError(f"{self.url} is not a SQLite file, so there is no folder to keep the cookie-signing key in.",
+                                fix="give --key-file PATH (a file only the server's user can read; it is made if missing).")
+        return path
+
+    def signing_key(self, given: str | Path | None = None) -> keyfile.SigningKey:
+        """The server's key, made (0600) on first use."""
+        path = self.key_file(given)
+        keyfile.ensure_key(path)
+        key = keyfile.SigningKey(path)
+        key.current()  # refuse to start with a key others can read
+        return key
 
     # --- users ------------------------------------------------------------------------------------
     def add_user(self, name: str, role: str, password_hash: str) -> User:
@@ -200,16 +265,55 @@ class Store:
         with self.read() as s:
             return list(s.scalars(select(User).order_by(User.name)))
 
-    def record_login(self, name: str, ip: str, ok: bool) -> None:
-        with self.write() as s:
-            s.add(LoginAttempt(name=name[:80], ip=ip[:64], ok=ok))
+    def set_password(self, name: str, password_hash: str) -> User:
+        """A new password; every session of the user ends (a stolen cookie too)."""
+        return self._change_user(name, password_hash=password_hash)
 
-    def recent_failures(self, name: str, ip: str, window: timedelta) -> tuple[int, int]:
-        """Failed logins in the window (for this name, from this address)."""
+    def set_active(self, name: str, active: bool) -> User:
+        """Disable (every session ends at once; sign-in refused) or enable a user."""
+        return self._change_user(name, active=active)
+
+    def _change_user(self, name: str, **values) -> User:
+        with self.write() as s:
+            user = s.scalar(select(User).where(User.name == name.strip()))
+            if user is None:
+                raise KnowtuneError(f"No user named {name!r} in {self.url}.",
+                                    fix="check the name (the admin page lists users) and --db.")
+            for k, v in values.items():
+                setattr(user, k, v)
+            user.session_version += 1
+            return user
+
+    def end_sessions(self, user_id: int) -> None:
+        """Sign-out: the user's version goes up, so every cookie carrying the old one is refused."""
+        with self.write() as s:
+            s.execute(update(User).where(User.id == user_id).values(session_version=User.session_version + 1))
+
+    def update_password_hash(self, user_id: int, password_hash: str) -> None:
+        """The same password hashed again at today's cost (sessions stay: the password did not change)."""
+        with self.write() as s:
+            s.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+
+    def begin_login(self, name: str, ip: str, window: timedelta, max_per_name: int, max_per_ip: int) -> int | None:
+        """Claim one password check: the id of an attempt recorded as failed (it turns ok in `login_succeeded`),
+        or None when the name or the address already has its limit of failed and running checks.
+
+        Counting and recording happen in one BEGIN IMMEDIATE transaction, so parallel guesses queue here and
+        each sees the ones before it: 40 at once for one name get 5 checks, not one per request."""
         since = utcnow() - window
-        with self.read() as s:
+        with self.write() as s:
             q = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.ok.is_(False), LoginAttempt.at >= since)
-            return s.scalar(q.where(LoginAttempt.name == name)), s.scalar(q.where(LoginAttempt.ip == ip))
+            if (s.scalar(q.where(LoginAttempt.name == name[:80])) >= max_per_name
+                    or s.scalar(q.where(LoginAttempt.ip == ip[:64])) >= max_per_ip):
+                return None
+            attempt = LoginAttempt(name=name[:80], ip=ip[:64], ok=False)
+            s.add(attempt)
+            s.flush()
+            return attempt.id
+
+    def login_succeeded(self, attempt_id: int) -> None:
+        with self.write() as s:
+            s.execute(update(LoginAttempt).where(LoginAttempt.id == attempt_id).values(ok=True))
 
     # --- prompts and answers ----------------------------------------------------------------------
     def import_prompts(self, rows: list[dict], source: str, model: str = "import") -> dict:
