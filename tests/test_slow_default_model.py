@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import small_pack
 from knowtune.cli import app
+from knowtune.eval.scoring import declines
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +25,18 @@ def test_teach_the_default_model_a_small_pack(tmp_path):
     assert result.exit_code == 0, result.output
     audit = json.loads((out / "audit.json").read_text())
     s = audit["summary"]
-    assert s["n_probes"] == 12 and s["n_retention"] >= 100
+    assert s["by_group"]["held-out phrasings"]["n"] == 12 and s["n_probes"] == 24 and s["n_retention"] >= 100
     assert s["probe_accuracy_before"] <= 0.1  # invented facts: the base model cannot know them
     assert s["retention_before"] >= 0.4  # the real model answers common questions
     losses = audit["training"]["train_loss"]
     assert losses[-1][1] < losses[0][1]  # it learned something
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+    # a name the pack never mentions: the model invents an answer, the grounding check declines it
+    invented = "When was the Quorvel Lantern Works founded, and by whom?"
+    plain = CliRunner().invoke(app, ["ask", str(out), invented])
+    checked = CliRunner().invoke(app, ["ask", str(out), invented, "--grounded"])
+    assert plain.exit_code == 0 and checked.exit_code == 0, checked.output
+    assert not declines(plain.stdout) and declines(checked.stdout), (plain.stdout, checked.stdout)
 
 
 def test_dense_retriever_from_its_pypi_wheel():

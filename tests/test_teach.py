@@ -41,7 +41,10 @@ def test_teach_writes_a_complete_run(tmp_path, tiny_model):
         assert (out / name).exists(), name
     assert "before and after" in result.output and "Held-out questions" in result.output
     audit = json.loads((out / "audit.json").read_text())
-    assert len(audit["after"]["retention"]) >= 100 and audit["summary"]["n_probes"] == 12
+    groups = audit["summary"]["by_group"]  # each held-out phrasing is also asked the way people type it
+    assert len(audit["after"]["retention"]) >= 100 and audit["summary"]["n_probes"] == 24
+    assert groups["held-out phrasings"]["n"] == 12 and groups[next(g for g in groups if "people type" in g)]["n"] == 12
+    assert "With --grounded: unknown questions declined" in result.output
     assert {f["verdict"] for f in audit["facts"]} <= {"learned", "not learned", "was known", "forgotten"}
     losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
     assert losses and all(l == l and l < 1e4 for l in losses)  # finite

@@ -171,6 +171,9 @@ def _settings(cls, config: Optional[Path], set_: list[str], flags: dict, resume:
 
 MIN_CONFIDENCE_HELP = ("Decline (a short refusal) when the answer's confidence (mean token probability) is below this: "
                        "a number from 0 to 1, or 'auto' for a run's threshold chosen on its dev probes for --precision.")
+GROUNDED_HELP = ("Decline answers that add a name, number or date the taught data never states with what the question "
+                 "asks about (a run folder only; general questions are not judged). Declines most invented answers to "
+                 "questions the data never answers, and some right answers the data words differently.")
 PRECISION_HELP = "With --min-confidence auto: the share of answers that should be right (0.8, 0.9, 0.95 or 0.99)."
 SET_HELP = "Any other setting as NAME=VALUE (YAML value); the command's settings are listed in ARCHITECTURE.md and its config.yaml."
 
@@ -224,17 +227,20 @@ def ask(model: str = typer.Argument(..., help="A run folder, model alias, local 
         question: str = typer.Argument(..., help="The question."),
         max_new_tokens: int = typer.Option(40, help=_help("max_new_tokens")),
         min_confidence: Optional[str] = typer.Option(None, help=MIN_CONFIDENCE_HELP),
-        precision: float = typer.Option(0.95, help=PRECISION_HELP)):
+        precision: float = typer.Option(0.95, help=PRECISION_HELP),
+        grounded: bool = typer.Option(False, "--grounded", help=GROUNDED_HELP)):
     """Answer one question with the audit's generation settings (greedy)."""
     from knowtune.eval.calibration import answer_or_decline
     from knowtune.eval.calibration import min_confidence as floor_of
     from knowtune.eval.generate import GenerationSettings
+    from knowtune.eval.grounding import Grounding
     from knowtune.models import load_for_inference
 
     floor = floor_of(min_confidence, model, precision)
+    grounding = Grounding.of_run(model) if grounded else None
     m, tok = load_for_inference(model, log=err.print)
     print(answer_or_decline(m, tok, [("chat", [{"role": "user", "content": question}])],
-                            GenerationSettings(max_new_tokens=max_new_tokens), floor)[0])
+                            GenerationSettings(max_new_tokens=max_new_tokens), floor, grounding)[0])
 
 
 
@@ -243,14 +249,17 @@ def ask(model: str = typer.Argument(..., help="A run folder, model alias, local 
 def chat(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
          max_new_tokens: int = typer.Option(200, help="Longest reply in tokens."),
          min_confidence: Optional[str] = typer.Option(None, help=MIN_CONFIDENCE_HELP),
-         precision: float = typer.Option(0.95, help=PRECISION_HELP)):
+         precision: float = typer.Option(0.95, help=PRECISION_HELP),
+         grounded: bool = typer.Option(False, "--grounded", help=GROUNDED_HELP)):
     """Talk with a model in the terminal (empty line or Ctrl-D ends)."""
     from knowtune.eval.calibration import answer_or_decline
     from knowtune.eval.calibration import min_confidence as floor_of
     from knowtune.eval.generate import GenerationSettings
+    from knowtune.eval.grounding import Grounding
     from knowtune.models import load_for_inference
 
     floor = floor_of(min_confidence, model, precision)
+    grounding = Grounding.of_run(model) if grounded else None
     m, tok = load_for_inference(model, log=err.print)
     history: list[dict] = []
     while True:
@@ -261,7 +270,7 @@ def chat(model: str = typer.Argument(..., help="A run folder, model alias, local
         if not line:
             break
         history.append({"role": "user", "content": line})
-        reply = answer_or_decline(m, tok, [("chat", history)], GenerationSettings(max_new_tokens=max_new_tokens), floor)[0]
+        reply = answer_or_decline(m, tok, [("chat", history)], GenerationSettings(max_new_tokens=max_new_tokens), floor, grounding)[0]
         history.append({"role": "assistant", "content": reply})
         print(f"model> {reply}")
 
@@ -296,21 +305,30 @@ def compare(data: List[str] = typer.Argument(..., help="Documents (files or fold
 @app.command()
 @_guard
 def serve(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),
-          host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only; there is no authentication)."),
+          host: str = typer.Option("127.0.0.1", help="Address to listen on. 127.0.0.1: this machine only; 0.0.0.0: every network it is on (set --api-key then: without one a warning is printed)."),
           port: int = typer.Option(8000, help="Port to listen on."),
           name: Optional[str] = typer.Option(None, help="Model id reported by /v1/models (default: the folder or alias name)."),
+          api_key: Optional[str] = typer.Option(None, envvar="KNOWTUNE_API_KEY", show_default=False, help="Require the header `Authorization: Bearer KEY` on every /v1 request (401 otherwise; /health stays open). Prefer the environment variable: a key on the command line shows in `ps`."),
+          max_body: int = typer.Option(1_048_576, min=1, help="Largest request body, in bytes; a bigger one gets 413 before it is parsed."),
+          queue: int = typer.Option(16, min=1, help="Requests that may wait while the model answers another (it answers one at a time); one more gets 429 with Retry-After."),
+          timeout: float = typer.Option(120.0, min=0.1, help="Seconds one request may take, queueing included: a reply still being written then is cut off (finish_reason \"length\"), a request still waiting gets 503."),
           min_confidence: Optional[str] = typer.Option(None, help=MIN_CONFIDENCE_HELP),
-          precision: float = typer.Option(0.95, help=PRECISION_HELP)):
-    """Serve a model or run over an OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions
-    (streaming too). Any OpenAI client works: base_url=http://HOST:PORT/v1."""
+          precision: float = typer.Option(0.95, help=PRECISION_HELP),
+          grounded: bool = typer.Option(False, "--grounded", help=GROUNDED_HELP)):
+    """Serve a model or run over an OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions and
+    /v1/completions (streaming too). Any OpenAI client works: base_url=http://HOST:PORT/v1. Requests are answered
+    one at a time, the rest queue; SIGTERM stops the server within seconds, even mid-answer."""
     from knowtune.eval.calibration import min_confidence as floor_of
-    from knowtune.serve.app import serve as run_server
+    from knowtune.serve.app import Limits, serve as run_server
 
-    run_server(model, host=host, port=port, name=name, log=lambda m: err.print(m, highlight=False),
-               min_confidence=floor_of(min_confidence, model, precision))
+    run_server(model, host=host, port=port, name=name, log=lambda m: err.print(m, highlight=False, markup=False),
+               min_confidence=floor_of(min_confidence, model, precision), api_key=api_key or None,
+               limits=Limits(max_body_bytes=max_body, queue_size=queue, timeout_s=timeout), grounded=grounded)
 
 
 DB_HELP = "Rating database: a file path (SQLite) or a SQLAlchemy URL such as postgresql://user@host/db."
+KEY_HELP = "The cookie-signing key file (mode 0600, made if missing); default: next to a SQLite database, <db>.key. Needed for other databases."
+PASSWORD_STDIN_HELP = "Read the password from the first line of standard input instead of prompting (for scripts)."
 
 
 def _store(db: str):
@@ -327,13 +345,18 @@ def _store(db: str):
 def feedback_serve(model: Optional[str] = typer.Argument(None, help="The run or model whose answers are rated (writes answers to imported prompts); leave out to rate imported answers only."),
                    db: str = typer.Option("feedback.db", help=DB_HELP),
                    host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
-                   port: int = typer.Option(8080, help="Port to listen on.")):
+                   port: int = typer.Option(8080, help="Port to listen on."),
+                   key_file: Optional[str] = typer.Option(None, help=KEY_HELP),
+                   secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark the session cookie Secure (and name it __Host-...): browsers send it over HTTPS only. Use it whenever raters reach the app through HTTPS (a TLS proxy in front)."),
+                   hsts: bool = typer.Option(False, "--hsts", help="Send Strict-Transport-Security (one year): browsers then refuse plain HTTP to this host. Only behind HTTPS, with --secure-cookies."),
+                   trusted_proxy: List[str] = typer.Option([], "--trusted-proxy", help="Address (or network) of a reverse proxy whose X-Forwarded-For names the real client, for the per-address login limit; repeat for several. Without it X-Forwarded-For is ignored and the connecting address counts.")):
     """Start the rating web app: raters compare two answers per prompt; admins import prompts, have the model
     answer them, follow agreement and export preference pairs, KTO labels and corrections."""
     from knowtune.web.app import serve as run_app
 
     _store(db)
-    run_app(model, db, host=host, port=port, log=lambda m: err.print(m, highlight=False, markup=False))
+    run_app(model, db, host=host, port=port, log=lambda m: err.print(m, highlight=False, markup=False),
+            secure_cookies=secure_cookies, hsts=hsts, trusted_proxies=tuple(trusted_proxy), key_file=key_file)
 
 
 @feedback_app.command("add-user")
@@ -341,19 +364,67 @@ def feedback_serve(model: Optional[str] = typer.Argument(None, help="The run or 
 def feedback_add_user(name: str = typer.Argument(..., help="Sign-in name."),
                       role: str = typer.Option(..., help="admin (imports, exports, sees agreement; also rates) or rater."),
                       db: str = typer.Option("feedback.db", help=DB_HELP),
-                      password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line of standard input instead of prompting (for scripts).")):
+                      password_stdin: bool = typer.Option(False, "--password-stdin", help=PASSWORD_STDIN_HELP)):
     """Add a user to the rating app; the password is prompted (twice) and stored as a scrypt hash."""
+    store = _store(db)
+    store.add_user(name, role, _new_password_hash(name, password_stdin, "Not added"))
+    console.print(f"Added {role} {name!r} to {store.url}.", highlight=False)
+
+
+def _new_password_hash(name: str, password_stdin: bool, refused: str) -> str:
+    """Read a new password (prompted twice, or one line of stdin), check it against the policy, hash it."""
     from knowtune.web.auth import hash_password, password_problem
 
-    store = _store(db)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if problem := password_problem(password):
-        raise KnowtuneError(f"Not added: {problem}.", fix="choose a longer password.")
-    store.add_user(name, role, hash_password(password))
-    console.print(f"Added {role} {name!r} to {store.url}.", highlight=False)
+    if problem := password_problem(password, name):
+        raise KnowtuneError(f"{refused}: {problem}.",
+                            fix="choose a longer passphrase of your own, e.g. four unrelated words.")
+    return hash_password(password)
+
+
+@feedback_app.command("set-password")
+@_guard
+def feedback_set_password(name: str = typer.Argument(..., help="Sign-in name."),
+                          db: str = typer.Option("feedback.db", help=DB_HELP),
+                          password_stdin: bool = typer.Option(False, "--password-stdin", help=PASSWORD_STDIN_HELP)):
+    """Give a user a new password; every session of that user ends (sign in again with the new one)."""
+    store = _store(db)
+    store.set_password(name, _new_password_hash(name, password_stdin, "Password not changed"))
+    console.print(f"New password for {name!r}; their sessions have ended.", highlight=False)
+
+
+@feedback_app.command("disable-user")
+@_guard
+def feedback_disable_user(name: str = typer.Argument(..., help="Sign-in name."),
+                          db: str = typer.Option("feedback.db", help=DB_HELP)):
+    """Disable a user: their sessions end at once and they cannot sign in (their ratings stay)."""
+    _store(db).set_active(name, False)
+    console.print(f"Disabled {name!r}; their sessions have ended.", highlight=False)
+
+
+@feedback_app.command("enable-user")
+@_guard
+def feedback_enable_user(name: str = typer.Argument(..., help="Sign-in name."),
+                         db: str = typer.Option("feedback.db", help=DB_HELP)):
+    """Let a disabled user sign in again."""
+    _store(db).set_active(name, True)
+    console.print(f"Enabled {name!r}.", highlight=False)
+
+
+@feedback_app.command("rotate-key")
+@_guard
+def feedback_rotate_key(db: str = typer.Option("feedback.db", help=DB_HELP),
+                        key_file: Optional[str] = typer.Option(None, help=KEY_HELP)):
+    """Replace the cookie-signing key: everyone is signed out, also in a running server (it reads the new key
+    at the next request). Do it when the key file may have been read by someone else."""
+    from knowtune.web.keyfile import rotate_key
+
+    path = _store(db).key_file(key_file)
+    rotate_key(path)
+    console.print(f"New cookie-signing key in {path} (mode 0600); everyone is signed out.", highlight=False)
 
 
 @feedback_app.command("import")
@@ -361,11 +432,12 @@ def feedback_add_user(name: str = typer.Argument(..., help="Sign-in name."),
 def feedback_import(file: Path = typer.Argument(..., help='JSONL of prompts: {"prompt", "reference"?, "answers"?: [two answers]} or Q&A rows.'),
                     db: str = typer.Option("feedback.db", help=DB_HELP)):
     """Import prompts to rate (the admin page does the same)."""
-    from knowtune.data.preference import parse_prompt_lines
-
     if not file.exists():
         raise KnowtuneError(f"{file}: no such file.", fix="check the path.")
-    r = _store(db).import_prompts(parse_prompt_lines(file.read_text(encoding="utf-8-sig"), str(file)), source=file.name)
+    store = _store(db)  # first: it explains missing web extras
+    from knowtune.web.forms import parse_prompt_upload
+
+    r = store.import_prompts(parse_prompt_upload(file.read_bytes(), str(file)), source=file.name)
     console.print(f"Imported {r['added']} prompts ({r['skipped']} already there, {r['comparisons']} comparisons).")
 
 
