@@ -12,7 +12,8 @@ is what lets each be streamed, stopped and timed out on its own, and for a small
 a clear cap keeps every wait bounded and known. Nothing is dropped: a request is answered, or told to retry.
 
 Limits, every refusal in OpenAI's error shape `{"error": {"message", "type", "param", "code"}}`:
-- a body over `max_body_bytes` -> 413, from Content-Length or while reading, before anything parses it;
+- a body over `max_body_bytes` -> 413, from Content-Length or while reading (`httplimits.BodyLimit`), before
+  anything parses it; a Content-Length that is not a number -> 400;
 - bad JSON or a wrong field (OpenAI's ranges: 0 < top_p <= 1, 0 <= temperature <= 2, max_tokens >= 1, n = 1) -> 400;
 - a prompt that fills the model's context -> 413 (max_tokens beyond the room it leaves is cut to that room);
 - a full queue -> 429; a request still waiting when its `timeout_s` runs out -> 503, and a generation still
@@ -20,12 +21,14 @@ Limits, every refusal in OpenAI's error shape `{"error": {"message", "type", "pa
 A generation stops at its next token once its client disconnects, its time is up or the server is stopping, and
 an error in generation ends the stream with an error event, then `[DONE]`; so SIGTERM ends the process within
 seconds. With an API key, every /v1 route needs `Authorization: Bearer KEY`.
+
+http.py holds the request bodies, the error shape and its handlers; this file the model, its queue and the
+routes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 import queue
@@ -34,24 +37,22 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from knowtune.data.knowledge import question_text
+from knowtune.httplimits import BodyLimit
+from knowtune.serve.http import (ApiError, ChatRequest, CompletionRequest, Sampling, bad_length, busy,
+                                 install_error_handlers, invalid_request, require_key, too_large)
 
-MAX_TOKENS_CAP = 4096  # the most one request may ask for: minutes of CPU for the default model already
 CHAT_MAX_TOKENS = 256  # max_tokens when a chat request names none (shrunk to fit the context)
 TEXT_MAX_TOKENS = 16  # the same for /v1/completions: OpenAI's default there
-RETRY_AFTER_S = 1  # what a 429/503 asks a client to wait; OpenAI's clients add their own backoff on top
 RESULT_GRACE_S = 5.0  # past its timeout, how long a request waits for the model's last token before giving up
 SHUTDOWN_GRACE_S = 3  # uvicorn's wait for open responses after SIGTERM: inside the 5 s supervisors usually allow
 
@@ -63,88 +64,6 @@ class Limits:
     max_body_bytes: int = 1 << 20
     queue_size: int = 16
     timeout_s: float = 120.0
-
-
-# ----------------------------------------------------------------------------- requests and errors
-
-class _Strict(BaseModel):
-    # strict, as OpenAI is: "0.5" is not a number; fields this server does not use (user, seed, ...) are ignored
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-
-class Message(_Strict):
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class _Sampling(_Strict):
-    """Fields chat and text completions share, with OpenAI's ranges."""
-
-    model: str | None = None
-    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_CAP)
-    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_CAP)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    n: int | None = Field(None, ge=1, le=1)  # one answer per request
-    stream: bool | None = None
-
-    def asked_tokens(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
-
-
-class ChatRequest(_Sampling):
-    messages: list[Message] = Field(min_length=1)
-
-
-class CompletionRequest(_Sampling):
-    prompt: str = Field(min_length=1)
-
-
-class ApiError(Exception):
-    """A refusal or failure answered in OpenAI's error shape, with its HTTP status."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        kind = "server_error" if self.status >= 500 else "invalid_request_error"
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
-
-
-def busy(message: str, status: int = 429, code: str = "queue_full") -> ApiError:
-    return ApiError(status, f"{message} Retry after {RETRY_AFTER_S} s.", code=code,
-                    headers={"Retry-After": str(RETRY_AFTER_S)})
-
-
-def invalid_request(errors: list[dict]) -> ApiError:
-    """A 400 for the first thing wrong in a request, worded for people: which field, what was wrong, what came."""
-    err = errors[0]
-    param = _param_name(err["loc"]) or None
-    if err["type"] == "json_invalid":
-        return ApiError(400, f"The request body is not valid JSON ({err['msg']}).", code="invalid_json")
-    if err["type"] == "missing":
-        return ApiError(400, f"Missing required parameter '{param}'.", param, "missing_required_parameter")
-    code = "invalid_type" if err["type"].endswith(("_type", "_parsing")) else "invalid_value"
-    where = f"'{param}'" if param else "request body"
-    got = repr(err.get("input"))
-    got = got if len(got) <= 80 else got[:77] + "..."
-    return ApiError(400, f"Invalid {where}: {err['msg']} (got {got}).", param, code)
-
-
-def _param_name(loc) -> str:
-    """pydantic's ('body', 'messages', 0, 'role') as OpenAI names it: messages[0].role."""
-    name = ""
-    for part in loc:
-        if part == "body" and not name:
-            continue
-        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
-    return name
 
 
 # ----------------------------------------------------------------------------- the model
@@ -388,57 +307,6 @@ def room_for_answer(prompt_tokens: int, asked: int | None, default: int, context
 
 # ----------------------------------------------------------------------------- HTTP
 
-class BodyLimit:
-    """ASGI middleware: a body over `max_bytes` gets 413 before anything parses it. Content-Length is checked
-    first; the body is then read and counted here, so an endless chunked upload is cut off as well."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        if _declared_length(scope) > self.max_bytes:
-            return await self._refuse(scope, receive, send)
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away mid-upload
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(bytes(body), receive), send)
-
-    async def _refuse(self, scope, receive, send):
-        error = ApiError(413, f"The request body is over this server's limit of {self.max_bytes:,} bytes "
-                              "(knowtune serve --max-body).", code="request_too_large")
-        await error.response()(scope, receive, send)
-
-
-def _declared_length(scope) -> int:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
-
-
-def _replay(body: bytes, receive):
-    """A `receive` that gives the buffered body once, then the client's own messages (its disconnect)."""
-    given = False
-
-    async def replay():
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
 def _sse(obj) -> str:
     return f"data: {obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)}\n\n"
 
@@ -502,53 +370,21 @@ def _usage(r: dict) -> dict:
             "total_tokens": r["prompt_tokens"] + r["completion_tokens"]}
 
 
-def require_key(api_key: str | None):
-    """A FastAPI dependency: 401 unless `Authorization: Bearer <api_key>` (compared in constant time)."""
-    async def check(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), api_key.encode()):
-            raise ApiError(401, "Missing or wrong API key: send the header `Authorization: Bearer KEY` with this "
-                                "server's key.", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-
-    return check
-
-
-def _install_error_handlers(app, log) -> None:
-    """Every error in OpenAI's shape: never FastAPI's `{"detail": ...}`, never a bare 500."""
-    app.add_exception_handler(ApiError, lambda request, exc: exc.response())
-    app.add_exception_handler(RequestValidationError,
-                              lambda request, exc: invalid_request(list(exc.errors())).response())
-
-    def http_error(request, exc: HTTPException):
-        return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}. This server has "
-                        "/v1/models, /v1/chat/completions, /v1/completions and /health.", code=str(exc.status_code),
-                        headers=exc.headers).response()
-
-    def crash(request, exc: Exception):
-        log(f"Internal error on {request.url.path}: {type(exc).__name__}: {exc}")
-        return ApiError(500, f"Internal server error ({type(exc).__name__}).", code="internal_error").response()
-
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, crash)
-
-
 def create_app(chat: ChatModel, limits: Limits = Limits(), api_key: str | None = None, log=print):
     """The FastAPI app; `app.state.worker` is the model thread (set its `shutdown` to stop it)."""
     app = FastAPI(title="knowtune serve", version="1")
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    _install_error_handlers(app, log)
+    app.add_middleware(BodyLimit, default=limits.max_body_bytes, too_large=too_large, bad_length=bad_length)
+    install_error_handlers(app, log)
     worker = app.state.worker = ModelWorker(chat, limits.queue_size, log)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key(api_key))])
 
-    async def parse(request: Request, model: type[_Sampling]):
+    async def parse(request: Request, model: type[Sampling]):
         try:
             return model.model_validate_json(await request.body())
         except ValidationError as exc:
             raise invalid_request(exc.errors(include_url=False)) from None
 
-    async def queue_job(req: _Sampling, prompt, default_tokens: int, param: str) -> Job:
+    async def queue_job(req: Sampling, prompt, default_tokens: int, param: str) -> Job:
         ids = await run_in_threadpool(chat.encode, prompt)  # off the event loop: /health keeps answering
         max_tokens = room_for_answer(len(ids), req.asked_tokens(), default_tokens, chat.context_length, param)
         job = Job(ids, max_tokens, req.temperature or 0.0, req.top_p or 1.0, bool(req.stream), limits.timeout_s,

@@ -30,6 +30,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from knowtune.data import preference
 from knowtune.errors import DataError, KnowtuneError
+from knowtune.httplimits import BodyLimit
 from knowtune.web import auth, forms
 from knowtune.web.generate import AnswerWriter
 from knowtune.web.keyfile import SigningKey
@@ -66,7 +67,8 @@ def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey
     trusted_proxies: addresses or networks whose X-Forwarded-For names the client (see `trusted_networks`)."""
     app = FastAPI(title="knowtune feedback", docs_url=None, redoc_url=None, openapi_url=None)
     # Middleware added later wraps what was added before: proxy address -> headers -> session -> body limit.
-    app.add_middleware(forms.BodyLimit, limits={"/admin/import": forms.UPLOAD_LIMIT})
+    app.add_middleware(BodyLimit, default=forms.FORM_LIMIT, too_large=forms.too_large,
+                       limits={"/admin/import": forms.UPLOAD_LIMIT})
     app.add_middleware(SignedCookieSessions, key=key or store.signing_key(), max_age=SESSION_HOURS * 3600,
                        secure=secure_cookies)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

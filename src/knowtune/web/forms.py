@@ -1,8 +1,8 @@
 """Reading what clients send, in the order that keeps strangers cheap: size first, then who, then the body.
 
-- `BodyLimit` refuses a body over its path's limit with 413: by its Content-Length before a byte is read,
-  and by counting the bytes as they arrive (a chunked body has no length). Every form but the prompt import
-  is small (FORM_LIMIT); only /admin/import may be large (UPLOAD_LIMIT).
+- `httplimits.BodyLimit` (installed by app.py) refuses a body over its path's limit with 413: by its
+  Content-Length before a byte is read, and by counting the bytes as they arrive (a chunked body has no
+  length). Every form but the prompt import is small (FORM_LIMIT); only /admin/import may be large (UPLOAD_LIMIT).
 - `read_form` parses a small urlencoded form (no files, few fields).
 - `read_upload` is for the import, which app.py only calls for a signed-in admin (that check needs the
   cookie alone). Its CSRF token is the form's first part, checked as soon as that part has arrived and
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.datastructures import FormData, Headers
+from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 from knowtune.data import preference
 from knowtune.errors import DataError
+from knowtune.httplimits import RequestTooLarge  # raised by BodyLimit; app.py answers it with its error page
 from knowtune.web import auth
 
 FORM_LIMIT = 256 * 1024  # a rating with a 20,000-character correction, percent-encoded, fits
@@ -40,39 +41,10 @@ class CsrfRefused(Exception):
     """403: the form's CSRF token is missing or wrong."""
 
 
-class RequestTooLarge(Exception):
-    def __init__(self, limit: int):
-        super().__init__(f"This request is larger than the {limit // 1024} KiB this page accepts.")
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over its path's limit (see the module docstring)."""
-
-    def __init__(self, app, limits: dict[str, int], default: int = FORM_LIMIT):
-        self.app, self.limits, self.default = app, limits, default
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        limit = self.limits.get(scope["path"], self.default)
-        length = Headers(scope=scope).get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            status = 413 if length.isdigit() else 400
-            text = str(RequestTooLarge(limit)) if status == 413 else "Content-Length must be a number of bytes."
-            # Answered at once, the body unread; Connection: close, as the client may still be sending it.
-            response = PlainTextResponse(text, status_code=status, headers={"Connection": "close"})
-            return await response(scope, receive, send)
-        received = 0
-
-        async def counted_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise RequestTooLarge(limit)
-            return message
-
-        await self.app(scope, counted_receive, send)
+def too_large(limit: int) -> PlainTextResponse:
+    """The 413 `BodyLimit` answers by Content-Length, before the app runs (a body cut off while it is read
+    raises RequestTooLarge instead, which app.py answers with its error page)."""
+    return PlainTextResponse(str(RequestTooLarge(limit)), status_code=413)
 
 
 async def read_form(request: Request) -> FormData:
