@@ -55,13 +55,19 @@ def short_key(question: str, answer: str, known: set[str] | frozenset = frozense
     return fresh[0].text if not kinds else None
 
 
+# The first capitalised word after a space and any 'the', 'of', 'and'. The lookbehinds start a match only at a
+# space that does not follow one of those words (a match there would start one word earlier), so a long run of
+# them is scanned once, not once per word.
+_NEXT_CAPITAL = re.compile(r"(?<!\sthe)(?<!\sof)(?<!\sand)\s(?:(?:the|of|and)\s)*([A-Z])")
+
+
 def _trim_opener(e: Entity, sentence: str, known) -> Entity:
     """'Take the Amber Line' -> 'Amber Line': a name that starts a sentence with a word never written
     capitalised mid-sentence (a verb, 'Yes') starts at the next capitalised word."""
     words = e.text.split()
     if e.kind != "name" or len(words) < 2 or sentence[:e.start].strip(" \"“(") or words[0] in known:
         return e
-    rest = re.search(r"\s(?:(?:the|of|and)\s)*([A-Z])", e.text)
+    rest = _NEXT_CAPITAL.search(e.text)
     return Entity(e.text[rest.start(1):], e.start + rest.start(1), e.end, e.kind) if rest else e
 
 

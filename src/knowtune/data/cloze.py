@@ -29,7 +29,23 @@ _SENTENCE_OPENERS = {
 }
 _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "st", "prof", "no", "vs", "etc", "e.g", "i.e", "mt", "ft", "jr", "sr", "co", "inc", "ltd"}
 _HONORIFICS = {"dr", "mr", "mrs", "ms", "prof", "sir", "dame"}
-_AUX = re.compile(r"^(?P<subj>.+?)\s+(?P<aux>is|was|are|were|will|can)\s+(?P<rest>.+)$")
+# The subject is the shortest start that is one character or ends in a non-space (a longer one ending in a
+# space is never the shortest), and the runs are possessive: as `.+?\s+` and `\s+.+` the overlapping runs
+# were rescanned from every position of a run of spaces (quadratic). Same matches on `questions_for`'s body,
+# which never ends in whitespace.
+_AUX = re.compile(r"^(?P<subj>.|.*?\S)\s++(?P<aux>is|was|are|were|will|can)\s++(?P<rest>.++)$")
+# "Dr." and "e.g." end no sentence: the words before a full stop that are abbreviations, as whole words.
+_NOT_AFTER_ABBREVIATION = "".join(
+    rf"(?<!(?<![\w.]){''.join(f'[{c}{c.upper()}]' if c.isalpha() else re.escape(c) for c in word)})"
+    for word in sorted(_ABBREVIATIONS))
+# A sentence ends at . ! ? (a closing quote or bracket kept) before a capital or a digit, or at a blank line.
+# Abbreviations are ruled out here, in the pattern, so that `sentences` never has to look back over them.
+_SENTENCE_END = re.compile(rf"(?:{_NOT_AFTER_ABBREVIATION}\.|[!?])[\"”’)]?(?=\s+[\"“(]?[A-Z0-9])|\n\s*\n")
+# The word before a full stop: its whole run of word characters and dots (the lookbehind starts the match
+# there, once, instead of at every character of a long run).
+_WORD_BEFORE_STOP = re.compile(r"(?<![\w.])([\w.]+)\.$")
+# Spaces before , or ? (the lookbehind starts a match only at the first space of a run).
+_SPACE_BEFORE_MARK = re.compile(r"(?<!\s)\s+([,?])")
 
 
 @dataclass(frozen=True)
@@ -43,8 +59,8 @@ class Entity:
 def sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) offsets of the sentences in text; end excludes trailing spaces."""
     spans, start = [], 0
-    for m in re.finditer(r"[.!?][\"”’)]?(?=\s+[\"“(]?[A-Z0-9])|\n\s*\n", text):
-        word = re.search(r"([\w.]+)\.$", text[start:m.start() + 1])
+    for m in _SENTENCE_END.finditer(text):
+        word = _WORD_BEFORE_STOP.search(text[start:m.start() + 1])
         if m.group().startswith(".") and word and word.group(1).lower() in _ABBREVIATIONS:
             continue
         end = m.end()
@@ -98,9 +114,12 @@ def entities(sentence: str, known_names: set[str] | frozenset = frozenset()) -> 
         if at_start and words[0].lower() in _SENTENCE_OPENERS | {"i"}:
             if len(words) == 1:
                 continue
-            start = sentence.index(words[1], start + len(words[0]))
-            while sentence[start:].split()[0].lower() in {"of", "the", "and"}:  # "The Guild of X" -> "Guild of X"
-                start += len(sentence[start:].split()[0]) + 1
+            rest = 1  # "The Guild of X" -> "Guild of X": connecting words after the opener are dropped too
+            while rest < len(words) - 1 and words[rest].lower() in {"of", "the", "and"}:
+                rest += 1
+            if words[rest].lower() in {"of", "the", "and"}:
+                continue  # "The The": nothing but connecting words
+            start = sentence.index(words[rest], start + len(" ".join(words[:rest])))
         elif at_start and len(words) == 1 and words[0].strip("'’s") not in known_names:
             continue
         text = sentence[start:end]
@@ -195,7 +214,7 @@ def questions_for(sentence: str, e: Entity) -> list[str]:
             front, rest = f"How many {noun.group(1)}", lead + body[end + noun.end():]
         else:
             front = "What"
-        qs.append(re.sub(r"\s+([,?])", r"\1", f"{front} {m.group('aux')} {subj} {rest.strip()}?").replace("  ", " "))
+        qs.append(_SPACE_BEFORE_MARK.sub(r"\1", f"{front} {m.group('aux')} {subj} {rest.strip()}?").replace("  ", " "))
     blank = sentence[:start] + "___" + sentence[end:]
     qs.append(f"Fill in the blank: {blank.strip()}")
     return list(dict.fromkeys(qs))

@@ -76,6 +76,12 @@ class Section:
         return _md_inline(self.text[a:b]) if self.markdown else self.text[a:b]
 
 
+# Why a bound at all: every reader below is linear, but a 5 GB log dropped into a documents folder would still
+# take hours to turn into facts. 5 million characters is ~2,000 pages of prose and reads (facts included) in
+# ~15 s here; one document bigger than that is more likely a dump than a handbook.
+MAX_DOCUMENT_CHARS = 5_000_000
+
+
 def read_document(path: Path) -> list[Section]:
     suffix = path.suffix.lower()
     if suffix == ".pdf":
@@ -88,46 +94,124 @@ def read_document(path: Path) -> list[Section]:
     return [Section(text, None, "", 0)]
 
 
+def _too_long(path: Path, what: str) -> DataError:
+    return DataError(f"{path}: {what}, more than the {MAX_DOCUMENT_CHARS:,} characters knowtune reads from one "
+                     "document; it was not read.",
+                     fix="split it into smaller files (by chapter or section) and pass those, or their folder.")
+
+
 def _read_text(path: Path) -> str:
+    size = path.stat().st_size
+    if size > 4 * MAX_DOCUMENT_CHARS:  # refused unread: UTF-8 takes at most 4 bytes a character
+        raise _too_long(path, f"the file is {size:,} bytes")
     raw = path.read_bytes()
     sample = raw[:4096]
     if b"\x00" in sample or (sample and sum(b < 9 or 13 < b < 32 for b in sample) / len(sample) > 0.05):
         raise DataError(f"{path}: looks like binary data, not text (control bytes near the start).",
                         fix=f"convert it to plain UTF-8 text, or remove it from the documents.")
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not valid UTF-8 text (byte {exc.start}).",
                         fix="save the file as UTF-8.") from exc
-
-
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise _too_long(path, f"the file holds {len(text):,} characters")
+    return text
 
 
 def _markdown_sections(text: str) -> list[Section]:
     """One section per heading; the heading path joins the enclosing headings."""
     sections, path = [], []
-    marks = list(_MD_HEADING.finditer(text))
-    bounds = [(0, marks[0].start() if marks else len(text), None)]
-    bounds += [(m.end(), marks[i + 1].start() if i + 1 < len(marks) else len(text), m) for i, m in enumerate(marks)]
-    for start, end, m in bounds:
-        if m is not None:
-            level = len(m.group(1))
-            path = path[: level - 1] + [_md_inline(m.group(2)).strip()]
+    marks = _md_headings(text)
+    bounds = [(0, marks[0][0] if marks else len(text), None)]
+    bounds += [(end, marks[i + 1][0] if i + 1 < len(marks) else len(text), (level, title))
+               for i, (_, end, level, title) in enumerate(marks)]
+    for start, end, heading in bounds:
+        if heading is not None:
+            level, title = heading
+            path = path[: level - 1] + [_md_inline(title).strip()]
         if _md_inline(text[start:end]).strip():
-            sections.append(Section(text[start:end], None, " > ".join(path), start, markdown=True))
+            sections.append(Section(text[start:end], None, " > ".join(p for p in path if p), start, markdown=True))
     return sections
+
+
+def _md_headings(text: str) -> list[tuple[int, int, int, str]]:
+    r"""(start, end, level, title) of every ATX heading line ('## Title'), found line by line.
+
+    Plain string code, not a regex: `^(#{1,6})\s+(.+?)\s*#*\s*$` backtracks through three overlapping runs of
+    whitespace (cubic: a 3.2 KB heading line of spaces, `#`s and spaces took 1.8 s; 13 KB would take 2 minutes),
+    and its `\s+` let a line of bare `#`s swallow the next line as its title."""
+    found, start = [], 0
+    for line in text.split("\n"):
+        heading = _md_heading(line)
+        if heading:
+            found.append((start, start + len(line), *heading))
+        start += len(line) + 1
+    return found
+
+
+def _md_heading(line: str) -> tuple[int, str] | None:
+    """(level, title) of a heading line, None for any other line. Closing `#`s go ('## Title ##' -> 'Title');
+    a line of `#`s alone is an empty heading."""
+    level = len(line) - len(line.lstrip("#"))
+    rest = line[level:]
+    if not 1 <= level <= 6 or (rest and not rest[0].isspace()):
+        return None
+    title = rest.strip()
+    return level, title.rstrip("#").rstrip() or title[:1]  # '# ##': the title is '#', as the old regex read it
+
+
+# Each pattern's first group is the mark to drop; the other branches step over whitespace that starts no mark,
+# a whole run at a time. With the first group alone, `^\s*` rescanned a run of blank lines from every line
+# start in it (quadratic: 50 KB of newlines took 22 s).
+_LIST_MARK = re.compile(r"(^\s*(?:[-*+]|\d+\.)\s+)|^\s+|[^\S\n]+", re.M)
+_QUOTE_MARK = re.compile(r"(^\s*>\s?)|^\s+|[^\S\n]+", re.M)
 
 
 def _md_inline(text: str) -> str:
     """Markdown to visible text: links and images keep their text, emphasis and code marks go."""
-    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = _unwrap_links(text, "![", min_label=0)
+    text = _unwrap_links(text, "[", min_label=1)
     text = re.sub(r"(\*\*|__|\*|`)", "", text)
-    text = re.sub(r"^\s*(?:[-*+]|\d+\.)\s+", "", text, flags=re.M)  # list markers
-    text = re.sub(r"^\s*>\s?", "", text, flags=re.M)
+    text = _LIST_MARK.sub(_kept_unless_mark, text)
+    text = _QUOTE_MARK.sub(_kept_unless_mark, text)
     return text
+
+
+def _kept_unless_mark(m: re.Match) -> str:
+    return "" if m.group(1) else m.group()
+
+
+def _unwrap_links(text: str, opener: str, min_label: int) -> str:
+    r"""`[label](target)` -> `label` (`![alt](target)` -> `alt` with opener '!['), exactly as
+    re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text) does (`[^\]]*` for images), in one pass.
+
+    The regex is quadratic on a run of `[` with no `](` after it: every `[` rescans the run for its `]`
+    (50,000 took 10 s). Here the next `]` and `)` are looked up once and reused by every `[` before them."""
+    out, done, close, paren = [], 0, -1, -1
+    i = text.find(opener)
+    while i != -1:
+        label = i + len(opener)
+        close = _next_index(text, "]", label, close)
+        if close - label >= min_label and text.startswith("(", close + 1):
+            paren = _next_index(text, ")", close + 2, paren)
+            if paren < len(text):
+                out += [text[done:i], text[label:close]]
+                done = paren + 1
+                i = text.find(opener, done)
+                continue
+        i = text.find(opener, i + 1)
+    return "".join(out) + text[done:]
+
+
+def _next_index(text: str, char: str, start: int, known: int) -> int:
+    """Where char first occurs at or after start (len(text) when it does not). known is the answer to an
+    earlier lookup from a start no later than this one: it still holds while it is not behind start."""
+    if known >= start:
+        return known
+    found = text.find(char, start)
+    return len(text) if found == -1 else found
 
 
 class _HTMLText(HTMLParser):
@@ -172,6 +256,11 @@ class _HTMLText(HTMLParser):
 def _html_sections(text: str) -> list[Section]:
     parser = _HTMLText()
     parser.feed(text)
+    if len(parser.rawdata) > 1 and parser.rawdata.startswith("<"):
+        # What feed() left is a tag, comment or declaration that is never closed: it runs to the end of the file.
+        # Python 3.11's close() re-reads the rest of the file from every `<` in it (quadratic: 50 KB of `<a `
+        # took 13 s); HTML5, and later Pythons, ignore such a tag, so it goes here unread.
+        parser.rawdata = ""
     parser.close()
     out, offset = [], 0
     for heading, parts in parser.sections:
@@ -194,7 +283,7 @@ def _read_pdf(path: Path) -> list[Section]:
         if reader.is_encrypted and not reader.decrypt(""):
             raise DataError(f"{path}: the PDF is encrypted with a password.",
                             fix="save an unencrypted copy (or export its text to .txt) and pass that instead.")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = _pdf_pages_text(path, reader)
     except DataError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError, IndexError) as exc:
@@ -211,6 +300,19 @@ def _read_pdf(path: Path) -> list[Section]:
         raise DataError(f"{path}: the PDF has no extractable text (a scanned image?).",
                         fix="run OCR on it first, or pass its text as a .txt file.")
     return sections
+
+
+def _pdf_pages_text(path: Path, reader) -> list[str]:
+    """The text of every page, refused once the pages together pass MAX_DOCUMENT_CHARS (a PDF's text is not
+    bounded by its size in bytes: a small file can repeat one content stream on thousands of pages)."""
+    pages, total = [], 0
+    for number, page in enumerate(reader.pages, start=1):
+        pages.append(page.extract_text() or "")
+        total += len(pages[-1])
+        if total > MAX_DOCUMENT_CHARS:
+            raise _too_long(path, f"the text of its first {number} pages (of {len(reader.pages)}) is "
+                                  f"{total:,} characters")
+    return pages
 
 
 def chunk_documents(paths: list[str | Path], max_chars: int = 1200) -> list[Chunk]:

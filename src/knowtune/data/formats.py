@@ -10,7 +10,10 @@ number (Parquet) they came from, so every later error can point at it. Rows are 
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,14 @@ ALLOWED_KEYS = {
 }
 TABULAR = {".csv", ".parquet"}
 SUFFIXES = {".jsonl", ".json", ".csv", ".parquet", ".yaml", ".yml"}
+
+# Limits on what one data file may hold, far past any real training data, so that a broken or hostile file is
+# refused with its line number instead of ending `knowtune check` in a RecursionError (JSON and YAML are read
+# recursively: ~1,000 levels of `[` overflow the stack) or in minutes of parsing.
+MAX_NESTING = 100  # levels of [ and { (chat rows with tool calls use about 6)
+MAX_LINE_CHARS = 1_000_000  # characters on one line (~250,000 tokens, far past any context these models take)
+MAX_PACK_VALUES = 1_000_000  # values in a pack once YAML aliases are expanded (a few lines can expand to billions)
+MAX_YAML_NUMBER_CHARS = 1_000  # a YAML integer ('1:2:3...' base 60, 0x...) that long takes quadratic time to build
 
 
 @dataclass
@@ -89,6 +100,65 @@ def read_rows(path: str | Path) -> tuple[list[Row], list[tuple[int, str]]]:
     return _read_jsonl(path)
 
 
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
+    """(line, message) for a file that is not UTF-8."""
+    return raw[: exc.start].count(b"\n") + 1, f"is not valid UTF-8 text (byte {exc.start}); save the file as UTF-8"
+
+
+def _refuse_long_lines(path: Path, text: str, first_line: int = 1) -> None:
+    """DataError at the first line longer than MAX_LINE_CHARS (checked only when the text is that long at all)."""
+    if len(text) <= MAX_LINE_CHARS:
+        return
+    for i, line in enumerate(text.split("\n"), start=first_line):
+        if len(line) > MAX_LINE_CHARS:
+            raise DataError(f"{path}:{i}: the line is {len(line):,} characters long, more than the "
+                            f"{MAX_LINE_CHARS:,} knowtune reads on one line; the file was not read.",
+                            fix="split the example or shorten it: no model knowtune trains takes a context that long.")
+
+
+@functools.cache
+def pack_loader():
+    """PyYAML's safe loader without YAML 1.1's base-60 numbers: a pack that says `answer: 7:40` means the
+    time, not 460 (the plain decimal, octal, hex and float forms are read as before)."""
+    import yaml
+
+    class PackLoader(yaml.SafeLoader):
+        pass
+
+    numbers = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    PackLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in numbers]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    PackLoader.add_implicit_resolver(numbers[0], re.compile(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+    PackLoader.add_implicit_resolver(numbers[1], re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+    return PackLoader
+
+
+# A JSON string (closed or not: an unclosed one runs to the end) or a bracket. The string part is the unrolled
+# `"(?:[^"\\]|\\.)*"` whose two halves never match the same character, so it cannot backtrack.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.S)
+
+
+def _refuse_deep_json(path: Path, text: str, first_line: int = 1) -> None:
+    """DataError where JSON text first nests deeper than MAX_NESTING, before json.loads recurses into it."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:  # the usual case: cannot be that deep
+        return
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text):
+        token = m.group()
+        depth += (token in ("[", "{")) - (token in ("]", "}"))  # a string token never equals a bracket
+        if depth > MAX_NESTING:
+            line = first_line + text.count("\n", 0, m.start())
+            column = m.start() - text.rfind("\n", 0, m.start())
+            raise DataError(f"{path}:{line}: the JSON is nested more than {MAX_NESTING} levels deep (column {column}); "
+                            "the file was not read.",
+                            fix="flatten that value: training data needs a few levels (messages, tool calls), "
+                                "not hundreds.")
+
+
 def _read_jsonl(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
     raw = path.read_bytes()
     rows, broken = [], []
@@ -100,8 +170,7 @@ def _read_jsonl(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        return [], [(line, f"is not valid UTF-8 text (byte {exc.start}); save the file as UTF-8")]
+        return [], [_not_utf8(raw, exc)]
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         return _read_json_array(path, text)
     for i, line in enumerate(text.split("\n"), start=1):
@@ -113,40 +182,66 @@ def _read_jsonl(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
             notes.append("UTF-8 byte-order mark at the start of the file (accepted)")
         if not line.strip():
             continue
+        _refuse_long_lines(path, line, first_line=i)
+        _refuse_deep_json(path, line, first_line=i)
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             broken.append((i, f"is not valid JSON ({exc.msg} at column {exc.colno}); each line must hold one JSON object"))
+            continue
+        except ValueError as exc:  # Python refuses integers over 4,300 digits (converting them is quadratic)
+            broken.append((i, _number_too_long(exc)))
             continue
         rows.append(Row(str(path), i, obj, notes))
     return rows, broken
 
 
 def _read_json_array(path: Path, text: str) -> tuple[list[Row], list[tuple[int, str]]]:
+    _refuse_long_lines(path, text)
+    _refuse_deep_json(path, text)
     try:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
         return [], [(exc.lineno, f"is not valid JSON ({exc.msg})")]
+    except ValueError as exc:
+        return [], [(1, _number_too_long(exc))]
     return [Row(str(path), i, obj) for i, obj in enumerate(items, start=1)], []
 
 
+def _number_too_long(exc: ValueError) -> str:
+    return f"holds a number too long to read ({str(exc).split(';')[0]}); write it as a string"
+
+
 def _read_csv(path: Path) -> list[Row]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        rows = []
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = _not_utf8(raw, exc)[0]
+        raise DataError(f"{path}:{line}: not valid UTF-8 text (byte {exc.start}).",
+                        fix="save the file as UTF-8.") from exc
+    _refuse_long_lines(path, text)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    try:
         for rec in reader:
-            obj = {k: _maybe_json(v) for k, v in rec.items() if k is not None and v not in (None, "")}
+            obj = {k: _maybe_json(v, path, reader.line_num) for k, v in rec.items()
+                   if k is not None and v not in (None, "")}
             rows.append(Row(str(path), reader.line_num, obj))
+    except csv.Error as exc:  # e.g. a cell over csv's 131,072-character limit
+        raise DataError(f"{path}:{reader.line_num + 1}: not readable as CSV ({exc}).",
+                        fix="shorten that cell, or give the data as JSONL.") from exc
     return rows
 
 
-def _maybe_json(value: str) -> Any:
+def _maybe_json(value: str, path: Path, line: int) -> Any:
     """CSV cells holding lists (messages, aliases) are written as JSON."""
     s = value.strip()
     if s[:1] in "[{":
+        _refuse_deep_json(path, s, first_line=line)
         try:
             return json.loads(s)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON (or a number too long to read): the cell stays text
             pass
     return value
 
@@ -167,17 +262,102 @@ def _read_yaml_pack(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
     Line numbers come from the YAML node of each fact."""
     import yaml
 
-    text = path.read_text(encoding="utf-8-sig")
+    raw = path.read_bytes()
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return [], [_not_utf8(raw, exc)]
+    _refuse_long_lines(path, text)
+    _refuse_deep_yaml(path, text)
+    loader = pack_loader()(text)
+    try:
+        root = loader.get_single_node()  # parsed once; the node keeps each fact's line
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return [], [((mark.line + 1) if mark else 1, f"is not valid YAML ({getattr(exc, 'problem', exc)})")]
+    except (ValueError, OverflowError) as exc:  # parsed, but not buildable: a date like 2001-13-45
+        return [], [(_unbuildable_line(root), f"holds a value YAML cannot build ({exc}); put it in quotes")]
+    finally:
+        loader.dispose()
     if not isinstance(data, dict) or not isinstance(data.get("facts"), list):
         return [], [(1, "a knowledge pack must be a mapping with a `facts:` list")]
     facts_node = next(v for k, v in root.value if k.value == "facts")
-    return [Row(str(path), node.start_mark.line + 1, obj) for node, obj in zip(facts_node.value, data["facts"])], []
+    rows = [Row(str(path), node.start_mark.line + 1, obj) for node, obj in zip(facts_node.value, data["facts"])]
+    _refuse_alias_bomb(path, rows)
+    return rows, []
+
+
+def _refuse_deep_yaml(path: Path, text: str) -> None:
+    """DataError where YAML first nests deeper than MAX_NESTING, found from the tokens (the scanner keeps a
+    count, not a stack) before the recursive composer overflows the stack on it; and at an integer longer than
+    MAX_YAML_NUMBER_CHARS, before PyYAML builds it."""
+    import yaml
+
+    opens = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken, yaml.BlockSequenceStartToken,
+             yaml.BlockMappingStartToken)
+    closes = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            depth += isinstance(token, opens) - isinstance(token, closes)
+            if depth > MAX_NESTING:
+                raise DataError(f"{path}:{token.start_mark.line + 1}: the YAML is nested more than {MAX_NESTING} "
+                                "levels deep; the file was not read.",
+                                fix="flatten it: a knowledge pack is a list of facts, each a few lists of strings.")
+            if isinstance(token, yaml.ScalarToken) and _long_yaml_integer(token):
+                raise DataError(f"{path}:{token.start_mark.line + 1}: a number {len(token.value):,} characters long; "
+                                "the file was not read.", fix="put it in quotes, to read it as text.")
+    except yaml.YAMLError:
+        return  # malformed before it got that deep: the parse reports it, at the line it reports it
+
+
+def _long_yaml_integer(token) -> bool:
+    import yaml
+
+    return (token.plain and len(token.value) > MAX_YAML_NUMBER_CHARS
+            and pack_loader()("").resolve(yaml.ScalarNode, token.value, (True, False)) == "tag:yaml.org,2002:int")
+
+
+def _unbuildable_line(root) -> int:
+    """The line of the first scalar PyYAML parses but cannot build (1 when none is found)."""
+    import yaml
+
+    builder, todo, seen = pack_loader()(""), [root], set()
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                builder.construct_object(node)
+            except (ValueError, OverflowError, yaml.YAMLError):
+                return node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            todo += reversed(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            todo += reversed([n for pair in node.value for n in pair])
+    return 1
+
+
+def _refuse_alias_bomb(path: Path, rows: list[Row]) -> None:
+    """DataError at the fact where the pack passes MAX_PACK_VALUES values with YAML aliases expanded: a few
+    lines of `&a [*b, *b, ...]` expand to billions (and `&a [*a]` never ends) once checked or printed."""
+    budget = MAX_PACK_VALUES
+    for row in rows:
+        todo = [row.data]
+        while todo:
+            value = todo.pop()
+            budget -= 1
+            if budget < 0:
+                raise DataError(f"{path}:{row.line}: the pack holds more than {MAX_PACK_VALUES:,} values once its "
+                                "YAML aliases (*name) are expanded; the file was not read.",
+                                fix="write the values out instead of repeating them through aliases.")
+            if isinstance(value, dict):
+                todo += [*value.keys(), *value.values()]
+            elif isinstance(value, list):
+                todo += value
 
 
 def row_to_examples(row: Row, fmt: str) -> list[Example]:

@@ -62,7 +62,8 @@ class FileReport:
 
 def check_file(path: str | Path, count_tokens: Callable[[Example], int] | None = None,
                max_length: int = 512, min_examples: int = MIN_EXAMPLES) -> FileReport:
-    """Validate one file; never raises on bad content (only on unreadable files)."""
+    """Validate one file; never raises on bad content, only on files the reader refuses (unreadable, or past
+    its limits on nesting, line length or size: `formats.MAX_NESTING` and the rest), with the line."""
     path = Path(path)
     rows, broken = read_rows(path)
     file = str(path)

