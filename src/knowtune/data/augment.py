@@ -4,8 +4,10 @@ mixed in so training does not overwrite what the model already knew.
 
 Views of a chat-style fact, for each training phrasing:
 - the question answered with a full statement of the fact (or the answer key when there is none)
-- casual: the question as people type it into a box (keyword form, lower case without "?"), answered like
-  the question: without it a taught model echoes a terse query back instead of answering it
+- casual: the question as people type it into a box (its keyword form, or lower case without "?" when it has
+  none), answered like the question: without it a taught model echoes a terse query back instead of answering
+  it (measured on the generality benchmark's tune sets: chat support 52% -> 70%, short Q&A 67% -> 73%; both
+  forms together cost short Q&A 12 points of retention)
 - the question in a question template ("Question: ...\nAnswer:") answered with the short answer key
 - each statement as plain text (language modelling on the whole sentence), without the chat template
 - cloze: questions over every entity of each statement (names, numbers, dates, quoted titles): the fact
@@ -78,7 +80,7 @@ def fact_views(fact: Fact, views: tuple[str, ...] = DEFAULT_VIEWS, max_cloze: in
                 items.append(TrainItem("chat", _without_system(p.prompt), full, origin, "answer"))
         if "casual" in views:
             items += [TrainItem("chat", [{"role": "user", "content": q}], full, origin, "casual")
-                      for q in casual_forms(question_text(p.prompt))]
+                      for q in casual_forms(question_text(p.prompt))[:1]]  # lower case too cost 12 points of retention
         if "template" in views:
             items.append(TrainItem("chat", _templated(_without_system(p.prompt), i + len(fact.id)), fact.answer, origin, "template"))
     if "statement" in views:
