@@ -251,6 +251,8 @@ def test_sixteen_clients_are_all_answered_or_told_to_retry(served):
 
     with ThreadPoolExecutor(16) as pool:
         results = [r for rs in pool.map(user, range(16)) for r in rs]
+    print(f"160 requests: {sum(a for a, _, _ in results)} answered, {sum(r for _, r, _ in results)} told to retry first, "
+          f"longest attempt {max(l for _, _, l in results):.1f} s")
     assert len(results) == 160 and all(answered for answered, _, _ in results)
     assert sum(retries for _, retries, _ in results) >= 1  # the cap of 4 turned some away for a while
     assert max(longest for _, _, longest in results) < TIMEOUT_S + 10  # nobody hung past the timeout
@@ -313,6 +315,7 @@ def test_sigterm_stops_the_server_within_5_seconds_with_requests_in_flight(slow_
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+        print(f"SIGTERM with 8 replies in flight: stopped in {time.monotonic() - start:.2f} s")
         assert time.monotonic() - start < 5
         ended = list(outcomes)
         # every reply ended early with the reason (a 503, or an error event ending the stream); none hung or was cut
