@@ -396,22 +396,21 @@ def feedback_set_password(name: str = typer.Argument(..., help="Sign-in name."),
     console.print(f"New password for {name!r}; their sessions have ended.", highlight=False)
 
 
-@feedback_app.command("disable-user")
-@_guard
-def feedback_disable_user(name: str = typer.Argument(..., help="Sign-in name."),
-                          db: str = typer.Option("feedback.db", help=DB_HELP)):
-    """Disable a user: their sessions end at once and they cannot sign in (their ratings stay)."""
-    _store(db).set_active(name, False)
-    console.print(f"Disabled {name!r}; their sessions have ended.", highlight=False)
+def _user_switch(active: bool, done: str, doc: str):
+    """`feedback disable-user` / `enable-user`: one command each, one body."""
+    def command(name: str = typer.Argument(..., help="Sign-in name."),
+                db: str = typer.Option("feedback.db", help=DB_HELP)):
+        _store(db).set_active(name, active)
+        console.print(done.format(name=repr(name)), highlight=False)
+
+    command.__doc__ = doc
+    return _guard(command)
 
 
-@feedback_app.command("enable-user")
-@_guard
-def feedback_enable_user(name: str = typer.Argument(..., help="Sign-in name."),
-                         db: str = typer.Option("feedback.db", help=DB_HELP)):
-    """Let a disabled user sign in again."""
-    _store(db).set_active(name, True)
-    console.print(f"Enabled {name!r}.", highlight=False)
+feedback_app.command("disable-user")(_user_switch(
+    False, "Disabled {name}; their sessions have ended.",
+    "Disable a user: their sessions end at once and they cannot sign in (their ratings stay)."))
+feedback_app.command("enable-user")(_user_switch(True, "Enabled {name}.", "Let a disabled user sign in again."))
 
 
 @feedback_app.command("rotate-key")
