@@ -68,11 +68,13 @@ class Grounding:
         texts = list(dict.fromkeys(t for t in texts if t.strip()))
         self.texts = [_padded(t) for t in texts]
         self.known = known_names("\n".join(texts))
-        self.names = {_padded(e.text) for t in texts for e in entities(t, self.known) if e.kind in ("name", "title")}
+        named = [e.text for t in texts for e in entities(t, self.known) if e.kind in ("name", "title")]
+        self.names = {_padded(n) for n in named}
         self.lower = lower = {w for t in texts for w in re.findall(r"\b[a-z][a-z'’\-]+\b", t)}  # words written in lower case
         self.names = {n for n in self.names if len(n.strip()) > 2 and n.strip() not in _FILLER
                       and not (len(n.split()) == 1 and n.strip() in lower)}  # "Take the Amber Line." names no "Take"
-        self.cased = {_padded(e.text, cased=True) for t in texts for e in entities(t, self.known) if e.kind in ("name", "title")}
+        self.cased = {_padded(n, cased=True) for n in named}
+        self.longest_first = sorted(self.names, key=len, reverse=True)  # to find the taught name inside a longer one
         # a word of a name is an anchor of its own ("Dunhallow" for "Dunhallow Island") unless several names
         # share it ("Line" of the Amber, Teal and Violet Lines)
         shared: dict[str, int] = {}
@@ -122,7 +124,7 @@ class Grounding:
         asked = _padded(question)
         added = [_padded(_TIME_OF_DAY.sub("", e.text) if e.kind == "time" else e.text) for e in entities(answer, self.known)]
         # "Take the Amber Line" is read as one name at the start of a sentence: look for the taught names inside
-        added = [e if e in self.names else next((n for n in sorted(self.names, key=len, reverse=True) if n in e), e)
+        added = [e if e in self.names else next((n for n in self.longest_first if n in e), e)
                  for e in added]
         added = [e for e in dict.fromkeys(added) if e.strip() and e not in asked]
         if not added:

@@ -45,6 +45,7 @@ class Prepared:
     unknowns: list[knowledge.Probe] = field(default_factory=list)  # questions the data never answers
     chunks: list = field(default_factory=list)  # document chunks, when documents were given
     coverage: list[dict] = field(default_factory=list)  # views per fact
+    grounding: Grounding | None = None  # the taught texts that `--grounded` checks answers against (both audits)
 
 
 def prepare(s: TeachSettings, log=print) -> Prepared:
@@ -78,7 +79,7 @@ def prepare(s: TeachSettings, log=print) -> Prepared:
     if cover:
         log(f"Documents: {len(chunks)} chunks from {len({c.file for c in chunks})} file(s). "
             + docfacts.coverage_summary(cover))
-    return Prepared(facts, dev, test, items + doc_items, unknown, chunks, cover)
+    return Prepared(facts, dev, test, items + doc_items, unknown, chunks, cover, Grounding.from_facts(facts))
 
 
 def document_facts(chunks, s: TeachSettings, log) -> list[knowledge.Fact]:
@@ -171,7 +172,7 @@ def _audit(model, tokenizer, prep: Prepared, gen, s: TeachSettings, what: str, l
     retention = retention_probes()
     with _progress(len(prep.test) + len(retention) + len(prep.unknowns), f"Auditing the {what}") as bar:
         return run_audit(model, tokenizer, prep.test, retention, gen, progress=bar, unknowns=prep.unknowns,
-                         grounding=Grounding.from_facts(prep.facts))
+                         grounding=prep.grounding)
 
 
 def _audit_saved_run(run_dir: Path, prep: Prepared, gen, s: TeachSettings, log) -> tuple[dict, dict | None]:
