@@ -57,7 +57,7 @@ DPO = {"epochs": 1, "learning_rate": 2.5e-5}
 
 # --- the simulated rater ------------------------------------------------------------------------------
 def states_fact(answer: str, fact: dict) -> bool:
-    from knowtune.eval.scoring import matches
+    from knowtune.text import matches
 
     return matches(answer, fact["answer"], fact["aliases"])
 
@@ -90,13 +90,13 @@ def preferred_rate(rows: list[dict], facts: dict) -> dict:
 
 # --- stages -------------------------------------------------------------------------------------------
 def teach(out: Path, extra: dict, log) -> Path:
-    from knowtune.config import TeachSettings
-    from knowtune.train import sft
+    from knowtune.train import lifecycle
+    from knowtune.train.methods.teach import Teach, TeachSettings
 
     run = out / "taught"
     if not (run / "audit.json").exists():
-        sft.run(TeachSettings(**{"data": [str(PACK)], "out": str(run), **TEACH, **extra}),
-                resume=(run / "config.yaml").exists(), log=log)
+        lifecycle.run(Teach(), TeachSettings(**{"data": [str(PACK)], "out": str(run), **TEACH, **extra}),
+                      resume=(run / "config.yaml").exists(), log=log)
     return run
 
 
@@ -179,7 +179,13 @@ def main() -> None:
     import yaml
 
     from knowtune.io import write_json
-    from knowtune.train import dpo, ppo, reward
+    from knowtune.train import lifecycle
+    from knowtune.train.methods import dpo, ppo, reward
+
+    def stage(method, s, resume=False) -> dict:
+        """Run a method through the lifecycle; its audit.json is the stage's result."""
+        lifecycle.run(method, s, resume=resume, log=log)
+        return json.loads((s.run_dir() / "audit.json").read_text())
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,35 +211,39 @@ def main() -> None:
 
     rs = reward.RewardSettings(**{"data": [str(out / "pairs.jsonl")], "model": str(start), "out": str(out / "reward"),
                                   **extra["reward"]})
-    rm = timed("reward", lambda: reward.run(rs, log=log), times, out / "reward" / "reward.json", record)
+    rm = timed("reward", lambda: stage(reward.Reward(), rs), times, out / "reward" / "audit.json", record)
+    rm_scale = json.loads((out / "reward" / "reward.json").read_text())
     if args.stop_after == "reward":
         return
 
     ps = ppo.PPOSettings(**{"model": str(start), "reward": str(out / "reward"), "prompts": [str(prompts)],
                             "probes": str(probes), "out": str(out / "ppo"), **PPO, **extra["ppo"]})
-    pp = timed("ppo", lambda: ppo.run(ps, resume=(out / "ppo" / "config.yaml").exists(), log=log), times,
-               out / "ppo" / "ppo.json", record)
+    pp = timed("ppo", lambda: stage(ppo.PPO(), ps, resume=(out / "ppo" / "config.yaml").exists()), times,
+               out / "ppo" / "audit.json", record)
+    pp_reward = json.loads((out / "ppo" / "ppo.json").read_text())
     if args.stop_after == "ppo":
         return
 
     ds = dpo.DPOSettings(**{"data": [str(out / "pairs.jsonl")], "model": str(start), "probes": str(probes),
                             "reward": str(out / "reward"), "out": str(out / "dpo"), **DPO, **extra["dpo"]})
-    dp = timed("dpo", lambda: dpo.run(ds, log=log), times, out / "dpo" / "dpo.json", record)
+    dp = timed("dpo", lambda: stage(dpo.DPO(), ds), times, out / "dpo" / "audit.json", record)
+    measure = lambda audit, start: next((m for m in audit["measures"] if m["name"].startswith(start)), {})  # noqa: E731
+    rb, ra = pp_reward["reward_before"], pp_reward["reward_after"]
 
     ppo_answers = json.loads((out / "ppo" / "answers.json").read_text())
     ppo_pref = preferred_rate([{"prompt": b["prompt"], "before": b["answer"], "after": a["answer"]}
                                for b, a in zip(ppo_answers["before"], ppo_answers["after"])], facts)
     dpo_pref = preferred_rate(json.loads((out / "dpo" / "answers.json").read_text()), facts)
     summary = {"times_min": times, "ratings": ratings,
-               "reward": {"heldout_accuracy": rm["heldout_after"]["accuracy"], "heldout_pairs": rm["heldout_after"]["n"],
-                          "before_training": rm["heldout_before"]["accuracy"]},
-               "ppo": {"reward_before": pp["reward_before"], "reward_after": pp["reward_after"],
-                       "gain_in_std": pp.get("reward_gain_in_std"),
-                       "sampled_gain_in_std": pp.get("sampled_reward_gain_in_std"), "stopped": pp["stopped"], "steps": len(pp["steps"]),
-                       "kl_stop": pp["settings"]["kl_stop"],
-                       "rule_preferred": ppo_pref, "audit": pp["audit"]},
-               "dpo": {"heldout_preference_accuracy": dp["heldout_preference_accuracy"], "rule_preferred": dpo_pref,
-                       "reward_gain_in_std": dp.get("reward_gain_in_std"), "audit": dp["audit"]}}
+               "reward": {"heldout_accuracy": rm_scale["heldout_after"]["accuracy"], "heldout_pairs": rm_scale["heldout_after"]["n"],
+                          "before_training": rm["summary"]["probe_accuracy_before"]},
+               "ppo": {"reward_before": rb, "reward_after": ra,
+                       "gain_in_std": (ra["reward_mean"] - rb["reward_mean"]) / (rb["reward_std"] or 1.0),
+                       "sampled_gain_in_std": (ra["sampled_reward_mean"] - rb["sampled_reward_mean"]) / (rb["sampled_reward_std"] or 1.0),
+                       "stopped": pp_reward["stopped"], "steps": pp["training"]["steps"],
+                       "kl_stop": pp["settings"]["kl_stop"], "rule_preferred": ppo_pref, "audit": pp["summary"]},
+               "dpo": {"heldout_preference_accuracy": measure(dp, "Held-out pairs").get("after"), "rule_preferred": dpo_pref,
+                       "reward": measure(dp, "Mean reward"), "audit": dp["summary"]}}
     write_json(out / "feedback.json", summary)
     print_table(summary)
 

@@ -31,7 +31,7 @@ TESTS = [
 
 def score_file(model, tokenizer, path: Path, max_new_tokens: int) -> dict:
     from knowtune.eval.generate import GenerationSettings, generate_answers
-    from knowtune.eval.scoring import starts_with
+    from knowtune.text import starts_with
 
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     outputs = generate_answers(model, tokenizer, [("plain", r["prompt"]) for r in rows],
@@ -51,10 +51,10 @@ def main() -> None:
 
     import yaml
 
-    from knowtune.config import TeachSettings
     from knowtune.io import write_json
     from knowtune.models.load import load_for_inference
-    from knowtune.train import sft
+    from knowtune.train import lifecycle
+    from knowtune.train.methods.teach import Teach, TeachSettings
 
     data = Path(args.data)
     missing = [f for f in TRAIN + [t for t, _, _ in TESTS] if not (data / f).exists()]
@@ -65,7 +65,7 @@ def main() -> None:
     s = TeachSettings.from_sources(args.config, BENCH_DEFAULTS, extra, data=[str(data / f) for f in TRAIN], out=str(out),
                                    test_fraction=0.0, audit=False)
     if not (out / "adapter").exists() and not (out / "model").exists():
-        sft.run(s, resume=args.resume or (out / "config.yaml").exists())
+        lifecycle.run(Teach(), s, resume=args.resume or (out / "config.yaml").exists())
     model, tokenizer = load_for_inference(str(out), log=lambda *a: None)
 
     results = {}

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def rows_for(tokenizer, settings) -> list[dict]:
     """The pack's training views as rendered prompt/completion text (the completion without its end token,
     which both trainers append)."""
-    from knowtune.train import sft
+    from knowtune.train.methods.teach import prepare_knowledge
     from knowtune.train.tokenize import render
 
-    prep = sft.prepare(settings)
+    prep = prepare_knowledge(settings)
     eos = tokenizer.eos_token or ""
     rows = []
     for item in prep.items:
@@ -49,7 +49,7 @@ def rows_for(tokenizer, settings) -> list[dict]:
 def child(which: str, args) -> dict:
     import torch
 
-    from knowtune.config import TeachSettings
+    from knowtune.train.methods.teach import TeachSettings
     from knowtune.models import load_model_and_tokenizer
 
     torch.manual_seed(0)
@@ -98,12 +98,10 @@ def _trl_trainer(model, tok, rows, s, out):
 
 def _knowtune_trainer(model, tok, rows, s, out):
     from knowtune.data.augment import TrainItem
-    from knowtune.eval.generate import GenerationSettings
-    from knowtune.train import sft
+    from knowtune.train.methods.teach import build_trainer
 
     items = [TrainItem("plain", r["prompt"], r["completion"], "bench") for r in rows]
-    prep = sft.Prepared(facts=[], dev=[], test=[], items=items)
-    trainer, _ = sft._build_trainer(s, model, tok, items, prep, out, GenerationSettings())
+    trainer, _ = build_trainer(s, model, tok, items, [], out)
     trainer.args.save_strategy = "no"
     return trainer
 

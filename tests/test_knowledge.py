@@ -8,7 +8,7 @@ from conftest import EXAMPLE_PACK
 from knowtune.data import augment, knowledge
 from knowtune.data.validate import load_examples
 from knowtune.errors import DataError
-from knowtune.eval.scoring import matches, normalise, starts_with
+from knowtune.text import matches, normalise, starts_with
 
 
 def pack_facts(seed=0):
@@ -96,12 +96,12 @@ def test_generated_question_equal_to_a_probe_is_dropped_and_groups_are_reported(
     ask = lambda q: [{"role": "user", "content": q}]  # noqa: E731
     fact = Fact("f", "chat", "1968", phrasings=[Phrasing(ask("When was the Beacon converted?"), "doc"),
                                                 Phrasing(ask("The Beacon was converted in what year?"), "doc")])
-    probe = Probe(None, "chat", ask("When was the beacon converted"), "1968", [], "test", "--probes p.jsonl:3")
+    probe = Probe(None, "chat", ask("When was the beacon converted"), "1968", [], "test", "p.jsonl:3", "probe-file")
     assert drop_generated_overlaps([fact], [probe]) == 1 and len(fact.phrasings) == 1
-    row = lambda src, ok: {**probe.to_row(), "source": src, "correct": ok, "output": ""}  # noqa: E731
+    row = lambda origin, ok: {**probe.to_row(), "origin": origin, "correct": ok, "output": ""}  # noqa: E731
     before = {"probe_accuracy": 0.0, "retention_accuracy": 0.5, "retention": [],
-              "probes": [row("--probes p.jsonl:3", False), row("doc (generated eval)", False)]}
-    after = {**before, "probe_accuracy": 0.5, "probes": [row("--probes p.jsonl:3", True), row("doc (generated eval)", False)]}
-    groups = summary(before, after)["by_group"]
-    assert groups == {"p.jsonl": {"n": 1, "before": 0.0, "after": 1.0},
-                      "generated eval questions": {"n": 1, "before": 0.0, "after": 0.0}}
+              "probes": [row("probe-file", False), row("generated-eval", False)]}
+    after = {**before, "probe_accuracy": 0.5, "probes": [row("probe-file", True), row("generated-eval", False)]}
+    groups = summary(before, after).by_group
+    assert {g: (v.n, v.before, v.after) for g, v in groups.items()} == {"p.jsonl": (1, 0.0, 1.0),
+                                                                       "generated eval questions": (1, 0.0, 0.0)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from knowtune.train.sft import label_only_loss
+from knowtune.train.methods.teach_trainer import label_only_loss
 
 
 def test_label_only_loss_matches_full_loss(tiny_model):
@@ -31,17 +31,14 @@ def test_label_only_loss_matches_full_loss(tiny_model):
 def test_trainer_loss_runs_in_mixed_precision(tmp_path, tiny_model):
     """The label-only loss calls the decoder directly; it must still run inside accelerate's bf16 autocast
     (bypassing it once made every step run in fp32, ~2x slower on CPUs with bf16 support)."""
-    from knowtune.config import TeachSettings
     from knowtune.data.augment import TrainItem
-    from knowtune.eval.generate import GenerationSettings
     from knowtune.models import load_model_and_tokenizer
-    from knowtune.train import sft
+    from knowtune.train.methods.teach import TeachSettings, build_trainer
 
     model, tok = load_model_and_tokenizer(str(tiny_model))
     s = TeachSettings(data=["x"], model=str(tiny_model), bf16="true", batch_size=2, epochs=1)
     items = [TrainItem("plain", f"Question {i}:", f" answer {i}", "bench") for i in range(4)]
-    prep = sft.Prepared(facts=[], dev=[], test=[], items=items)
-    trainer, _ = sft._build_trainer(s, model, tok, items, prep, tmp_path, GenerationSettings())
+    trainer, _ = build_trainer(s, model, tok, items, [], tmp_path)
     assert not trainer.args.gradient_checkpointing  # knowtune's default; trl's is on
     seen = []
     layer = trainer.model.get_base_model().model.layers[0].mlp.down_proj
@@ -53,7 +50,7 @@ def test_trainer_loss_runs_in_mixed_precision(tmp_path, tiny_model):
 
 
 def test_overfitting_verdict():
-    from knowtune.train.sft import overfitting_verdict
+    from knowtune.train.lifecycle import overfitting_verdict
 
     train = [(1, 2.0), (2, 1.0), (3, 0.5)]
     assert overfitting_verdict(train, [(1, 2.0), (2, 1.5), (3, 1.6)], [])[0] is False  # within 10% of best

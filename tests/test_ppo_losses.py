@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from knowtune.train import ppo_losses as L
+from knowtune.train.methods import ppo_losses as L
 
 t = lambda *rows: torch.tensor(rows, dtype=torch.float32)  # noqa: E731
 

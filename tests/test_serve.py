@@ -54,8 +54,8 @@ def test_models_completions_and_streaming(served):
 
 def test_documents_run_end_to_end_with_served_generator(served, tiny_model, tmp_path, monkeypatch):
     """The generator path against `knowtune serve` for real; a rerun is answered from the cache."""
-    from knowtune.config import TeachSettings
-    from knowtune.train import sft
+    from knowtune.train import lifecycle
+    from knowtune.train.methods.teach import Teach, TeachSettings, prepare_knowledge
 
     monkeypatch.chdir(tmp_path)
     docs = tmp_path / "docs"
@@ -65,15 +65,15 @@ def test_documents_run_end_to_end_with_served_generator(served, tiny_model, tmp_
     s = TeachSettings(data=[str(docs)], model=str(tiny_model), out="runs/gen", generator=served + "/v1",
                       generator_model="tiny", max_steps=2, epochs=1, min_epochs=0, paraphrases=1, questions_per_fact=1)
     logs = []
-    result = sft.run(s, log=logs.append)
+    result = lifecycle.run(Teach(), s, log=logs.append)
     new_answers = lambda: int(re.search(r", (\d+) new\)", next(m for m in logs if m.startswith("Generator:"))).group(1))  # noqa: E731
     assert new_answers() > 0
-    assert (tmp_path / "runs/gen/adapter/adapter_config.json").exists() and result["after"]["retention"]
+    assert (tmp_path / "runs/gen/adapter/adapter_config.json").exists() and result.after["retention"]
     cover = [json.loads(x) for x in (tmp_path / "runs/gen/data/coverage.jsonl").read_text().splitlines()]
     assert cover and all(r["source"] for r in cover)
     assert "## Coverage" in (tmp_path / "runs/gen/report.md").read_text()
     logs.clear()
-    sft.prepare(s, log=logs.append)
+    prepare_knowledge(s, log=logs.append)
     assert new_answers() == 0  # all from the cache
 
 
@@ -150,8 +150,8 @@ def test_interrupted_generation_keeps_answers_and_resumes(flaky, tmp_path):
 
 
 def test_a_confidence_floor_turns_unsure_replies_into_refusals(tiny_model):
-    from knowtune.eval.calibration import DECLINE_TEXT
     from knowtune.serve.app import ChatModel
+    from knowtune.text import DECLINE_TEXT
 
     msgs = [{"role": "user", "content": "Who founded the society?"}]
     free = ChatModel(str(tiny_model), log=lambda *a: None).complete(msgs, 8)

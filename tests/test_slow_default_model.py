@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import small_pack
 from knowtune.cli import app
-from knowtune.eval.scoring import declines
+from knowtune.text import declines
 
 pytestmark = pytest.mark.slow
 

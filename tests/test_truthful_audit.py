@@ -14,7 +14,7 @@ from knowtune.data.answerkey import clauses, short_key
 from knowtune.data.docfacts import fact_sentences
 from knowtune.data.validate import load_examples
 from knowtune.errors import DataError
-from knowtune.eval.scoring import declines
+from knowtune.text import declines
 
 
 def chat(q, a, system=None):
@@ -65,12 +65,12 @@ def test_sentence_answers_keep_their_own_sentence_and_group_by_key(faq_facts):
 
 def test_facts_asked_fewer_than_three_ways_train_every_phrasing_and_get_generated_questions(faq_facts):
     for f in faq_facts:
-        user = [p for p in f.phrasings if not p.generated]
+        user = [p for p in f.phrasings if p.origin == "data"]
         assert all(p.split == "train" for p in user)  # nobody's only phrasing is held out
     test = knowledge.probes_for(faq_facts, "test")
     assert len(test) == len(faq_facts)
     depot = next(p for p in test if p.answer == "Marta Quillon")
-    assert depot.source == knowledge.GENERATED and "Marta Quillon" not in depot.prompt[-1]["content"]
+    assert depot.origin == "generated" and "Marta Quillon" not in depot.prompt[-1]["content"]
     items = augment.knowledge_items(faq_facts, held_out=test + knowledge.probes_for(faq_facts, "dev"))
     knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test)
 
@@ -136,7 +136,7 @@ def test_documents_always_get_held_out_questions(tmp_path):
                                             enumerate(["north", "south", "east", "west", "river", "hill"])) + "\n")
     facts = docfacts.rule_facts(documents.chunk_documents([doc]))
     test = knowledge.probes_for(facts, "test")
-    assert test and all(p.source == knowledge.GENERATED for p in test)
+    assert test and all(p.origin == "generated" for p in test)
     items = augment.knowledge_items(facts, held_out=test + knowledge.probes_for(facts, "dev"))
     knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test)
 
@@ -189,7 +189,7 @@ def test_casual_forms_drop_filler_words_and_keep_the_question():
 def test_casual_views_are_taught_and_casual_probes_never_are(faq_facts):
     test = knowledge.probes_for(faq_facts, "test")
     casual = knowledge.add_casual_probes(test, faq_facts)
-    assert casual and all(p.source == knowledge.CASUAL and p.split == "test" for p in casual)
+    assert casual and all(p.origin == "casual" and p.split == "test" for p in casual)
     items = augment.knowledge_items(faq_facts, held_out=test + casual)
     assert any(it.view == "casual" for it in items)
     knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test + casual)
@@ -217,10 +217,10 @@ def test_grounding_declines_specifics_the_data_never_pairs_with_the_subject(faq_
 
 
 def test_audit_reports_what_grounding_would_decline(faq_facts):
-    from knowtune.eval.audit import _grounded_figures
+    from knowtune.eval.audit import grounded_figures
 
     rows = lambda *pairs: [{"correct": c, "declined": False, "grounded": gr} for c, gr in pairs]  # noqa: E731
-    fig = _grounded_figures(rows((True, True), (False, False), (True, None), (False, True)),
+    fig = grounded_figures(rows((True, True), (False, False), (True, None), (False, True)),
                             rows((True, None), (True, None)), rows((False, False), (False, True)))
     assert fig["grounded_over_refusal_probes"] == 0.25 and fig["grounded_answered_correct"] == 2 / 3
     assert fig["grounded_over_refusal_retention"] == 0 and fig["grounded_unknowns_declined"] == 0.5

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from knowtune.config import TeachSettings
+from knowtune.train.methods.teach import TeachSettings
 from knowtune.errors import KnowtuneError
 
 app = typer.Typer(help="Teach a language model your own knowledge, and prove what it learned.",
@@ -25,7 +25,7 @@ feedback_app = typer.Typer(help="Collect human ratings of a model's answers in a
 app.add_typer(feedback_app, name="feedback")
 console = Console()
 err = Console(stderr=True)
-F = TeachSettings.model_fields
+F = TeachSettings.model_fields  # help text of the settings shared with check, eval, ask
 
 
 def _help(name: str) -> str:
@@ -119,40 +119,6 @@ def _print_check(report, how: str) -> None:
             console.print(f"  ... and {n - 10} more [{code}]")
 
 
-@app.command()
-@_guard
-def teach(data: List[str] = typer.Argument(None, help=_help("data")),
-          model: Optional[str] = typer.Option(None, help=_help("model")),
-          method: Optional[str] = typer.Option(None, help=_help("method")),
-          out: Optional[str] = typer.Option(None, help=_help("out")),
-          config: Optional[Path] = typer.Option(None, help="YAML file of settings (flags given here override it)."),
-          probes: Optional[str] = typer.Option(None, help=_help("probes")),
-          unknowns: Optional[str] = typer.Option(None, help=_help("unknowns")),
-          resume: bool = typer.Option(False, help="Continue the run in --out from its last complete checkpoint."),
-          epochs: Optional[int] = typer.Option(None, help=_help("epochs")),
-          learning_rate: Optional[float] = typer.Option(None, help=_help("learning_rate")),
-          batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
-          replay_ratio: Optional[float] = typer.Option(None, help=_help("replay_ratio")),
-          seed: Optional[int] = typer.Option(None, help=_help("seed")),
-          max_steps: Optional[int] = typer.Option(None, help=_help("max_steps")),
-          generator: Optional[str] = typer.Option(None, help=_help("generator")),
-          generator_model: Optional[str] = typer.Option(None, help=_help("generator_model")),
-          set_: List[str] = typer.Option([], "--set", help="Any other setting as NAME=VALUE (YAML value), e.g. --set lora_r=8.")):
-    """Teach a model the facts in DATA (data files, or documents: .txt .md .html .pdf files and folders):
-    validate, turn documents into facts, augment (both directions), split, audit the base model, train with
-    early stopping on held-out phrasings, audit again, write the report. Prints a before/after table."""
-    flags = dict(data=data, model=model, method=method, out=out, probes=probes, unknowns=unknowns, epochs=epochs,
-                 learning_rate=learning_rate, batch_size=batch_size, replay_ratio=replay_ratio, seed=seed,
-                 max_steps=max_steps, generator=generator, generator_model=generator_model)
-    s = _settings(TeachSettings, config, set_, flags, resume)
-    if not s.data:
-        raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
-    from knowtune.train import sft
-
-    result = sft.run(s, resume=resume, log=lambda m: console.print(m, highlight=False))
-    print_result(result, s.run_dir())
-
-
 def _settings(cls, config: Optional[Path], set_: list[str], flags: dict, resume: bool = False):
     """Settings of a run: defaults < YAML (--config, or the run's own config.yaml on --resume) < --set < flags."""
     import yaml
@@ -178,24 +144,30 @@ PRECISION_HELP = "With --min-confidence auto: the share of answers that should b
 SET_HELP = "Any other setting as NAME=VALUE (YAML value); the command's settings are listed in ARCHITECTURE.md and its config.yaml."
 
 
-def print_result(result: dict, run_dir: Path) -> None:
-    from knowtune.eval.report import before_after_rows
+def print_result(result, run_dir: Path) -> None:
+    """The summary at the end of every training run: the before/after table, the facts, flags, the report."""
+    from dataclasses import asdict
 
-    table = Table(title="What the model knows: before and after")
+    from knowtune.eval.report import before_after_rows, measure_rows
+
+    table = Table(title=f"{result.method}: what the model knows, before and after")
     for col in ("measure", "before", "after", "change"):
         table.add_column(col)
-    for row in before_after_rows(result["summary"]):
+    rows = (before_after_rows(asdict(result.summary)) if result.summary else []) + measure_rows([asdict(m) for m in result.measures])
+    for row in rows:
         table.add_row(*row)
     console.print(table)
-    facts = result["facts"]
+    facts = result.facts
     if facts:
-        counts = {v: sum(f["verdict"] == v for f in facts) for v in ("learned", "was known", "not learned", "forgotten")}
+        counts = {v: sum(f.verdict == v for f in facts) for v in ("learned", "was known", "not learned", "forgotten")}
         console.print("Facts: " + ", ".join(f"{v} {n}" for v, n in counts.items()), highlight=False)
-        for f in [f for f in facts if f["verdict"] == "learned"][:2]:
-            console.print(f"  Q: {f['example_question']}\n  A: {f['example_output']}", highlight=False, markup=False)
-    if result["training"].get("overfitting"):
-        console.print(f"[yellow]Flag: {result['training']['overfitting_note']}[/]", highlight=False)
-    console.print(f"Report: {run_dir / 'report.html'}  (also report.md, audit.json)", highlight=False)
+        for f in [f for f in facts if f.verdict == "learned"][:2]:
+            console.print(f"  Q: {f.example_question}\n  A: {f.example_output}", highlight=False, markup=False)
+    if result.training.note:
+        console.print(f"[yellow]{result.training.note}[/]", highlight=False)
+    if result.training.overfitting:
+        console.print(f"[yellow]Flag: {result.training.overfitting_note}[/]", highlight=False)
+    console.print(f"Report: {run_dir / 'report.html'}  (also report.md, audit.json, log.txt)", highlight=False)
 
 
 @app.command("eval")
@@ -476,100 +448,88 @@ def _pairs_from(data: list[str]):
     return pairs
 
 
-@reward_app.command("train")
-@_guard
-def reward_train(data: List[str] = typer.Argument(..., help="Preference pairs (JSONL of {prompt, chosen, rejected}) or a rating database (.db file or URL)."),
-                 model: Optional[str] = typer.Option(None, help="Base LLM for the reward model: alias, folder or a taught run (default smollm2-135m)."),
-                 out: Optional[str] = typer.Option(None, help="Run folder (default runs/reward-<data name>)."),
-                 epochs: Optional[int] = typer.Option(None, help="Passes over the training pairs (default 2)."),
-                 learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate (default 5e-4)."),
-                 config: Optional[Path] = typer.Option(None, help="YAML file of settings."),
-                 set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
-    """Train a reward model (a scalar head on the base LLM, LoRA) with trl's RewardTrainer and report its
-    accuracy on held-out pairs (prompts it never saw)."""
-    from knowtune.eval.report import pct
-    from knowtune.train import reward
+def method_command(method_cls):
+    """A CLI verb made from a method of the table: its positional argument, one option per setting (with the
+    setting's own help), and --config, --set, --resume, --verbose."""
+    import inspect
+    import typing
 
-    s = _settings(reward.RewardSettings, config, set_, dict(data=data, model=model, out=out, epochs=epochs,
-                                                              learning_rate=learning_rate))
-    r = reward.run(s, _pairs_from(s.data), log=lambda m: console.print(m, highlight=False))
-    b, a = r["heldout_before"], r["heldout_after"]
-    console.print(f"Held-out pair accuracy: {pct(b['accuracy'])} before training, [bold]{pct(a['accuracy'])}[/] after "
-                  f"({a['n']} pairs). Reward model: {s.run_dir()}  (report.md, reward.json)", highlight=False)
+    from pydantic.fields import FieldInfo
+
+    S = method_cls.Settings
+    params = []
+
+    def python_type(f: FieldInfo):
+        ann = f.annotation
+        if typing.get_origin(ann) is list:
+            return List[str]
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if ann in (bool, int, float, str) or (args and args[0] in (bool, int, float, str) and typing.get_origin(ann) is not typing.Literal):
+            return ann if ann in (bool, int, float, str) else args[0]
+        return str  # Literal choices: pydantic checks them
+
+    from knowtune import config
+
+    groups = [config.RunSettings, config.EpochSettings, config.OptimSettings, config.LoraSettings,
+              config.AuditSettings, config.GenerationGroup]
+    shared = [n for g in groups for n in g.model_fields if n in S.model_fields]
+    order = [method_cls.argument] + [n for n in S.model_fields if n not in shared] + shared
+    for name in dict.fromkeys(order):
+        f = S.model_fields[name]
+        kind = python_type(f)
+        default = S.default_of(name)
+        choices = typing.get_args(f.annotation) if typing.get_origin(f.annotation) is typing.Literal else ()
+        help_text = f.description + (f" One of: {', '.join(map(str, choices))}." if choices else "") + \
+            (f" (default {default})" if default not in (None, [], "") and not isinstance(default, list) else "")
+        if name == method_cls.argument:
+            info = typer.Argument(None, help=f.description, show_default=False)
+            ann = Optional[List[str]] if kind is List[str] else Optional[str]
+        elif kind is bool:
+            flag = name.replace("_", "-")
+            info = typer.Option(None, f"--{flag}/--no-{flag}", help=help_text, show_default=False)
+            ann = Optional[bool]
+        else:
+            info = typer.Option(None, f"--{name.replace('_', '-')}", help=help_text, show_default=False)
+            ann = Optional[kind] if kind is not List[str] else Optional[List[str]]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=ann))
+    params += [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                          default=typer.Option(None, help="YAML file of settings (flags given here override it).")),
+        inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=List[str],
+                          default=typer.Option([], "--set", help=SET_HELP)),
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, help="Continue the run in --out from its last complete checkpoint.")),
+        inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, help="Show the libraries' own output (warnings, Trainer logs, loading bars) on screen too; it always goes to the run's log.txt.")),
+    ]
+
+    def command(**kwargs):
+        from knowtune.train import lifecycle
+
+        config, set_, resume, verbose = (kwargs.pop(k) for k in ("config", "set_", "resume", "verbose"))
+        s = _settings(S, config, set_, kwargs, resume)
+        method = method_cls(_pairs_from(s.data) if method_cls.reads_ratings else None)
+        result = lifecycle.run(method, s, resume=resume, log=lambda m: console.print(m, highlight=False, markup=False),
+                               verbose=verbose)
+        print_result(result, s.run_dir())
+
+    command.__signature__ = inspect.Signature(params)
+    command.__doc__ = method_cls.help
+    command.__name__ = method_cls.name
+    command.method = method_cls  # the table entry it was made from (tests keep verbs and table in sync)
+    return _guard(command)
 
 
-@app.command()
-@_guard
-def ppo(model: str = typer.Argument(..., help="The policy to start from: a taught run, alias or folder."),
-        reward: str = typer.Option(..., help="Reward model run (`knowtune reward train`)."),
-        prompts: List[str] = typer.Option(..., help="Prompts to practise on (JSONL of {prompt} or Q&A rows); repeat for several files."),
-        probes: Optional[str] = typer.Option(None, help="Held-out questions with answer keys for the knowledge audit."),
-        steps: Optional[int] = typer.Option(None, help="PPO steps (default 60)."),
-        out: Optional[str] = typer.Option(None, help="Run folder (default runs/ppo-<prompts name>)."),
-        resume: bool = typer.Option(False, help="Continue the run in --out from its last checkpoint."),
-        config: Optional[Path] = typer.Option(None, help="YAML file of settings."),
-        set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
-    """Reinforcement learning from the reward model (PPO with a LoRA policy, a value head, GAE, a clipped
-    ratio and an adaptive KL penalty to the start model). Reports reward before/after on held-out prompts,
-    the KL to the start model, and the knowledge audit."""
-    from knowtune.eval.report import pct
-    from knowtune.train import ppo as ppo_recipe
+def _register_methods() -> None:
+    """One verb per method of the table (`reward` lives under `knowtune reward train`)."""
+    from knowtune.train.methods import METHODS
 
-    s = _settings(ppo_recipe.PPOSettings, config, set_, dict(model=model, reward=reward, prompts=prompts, probes=probes,
-                                                              steps=steps, out=out), resume)
-    r = ppo_recipe.run(s, resume=resume, log=lambda m: console.print(m, highlight=False))
-    table = Table(title="PPO: before and after (held-out prompts)")
-    for col in ("measure", "before", "after"):
-        table.add_column(col)
-    b, a = r["reward_before"], r["reward_after"]
-    if b and a:
-        table.add_row("mean reward (std units)", f"{b['reward_mean']:+.3f}", f"{a['reward_mean']:+.3f}")
-        table.add_row("KL to the start model (nats/answer)", f"{b['kl_mean']:.2f}", f"{a['kl_mean']:.2f}")
-    _audit_rows(table, r["audit"], pct)
-    console.print(table)
-    if r.get("stopped"):
-        console.print(f"[yellow]{r['stopped']}[/]", highlight=False)
-    console.print(f"Report: {s.run_dir() / 'report.md'}  (ppo.json, plots/ppo.png)", highlight=False)
+    for m in METHODS.values():
+        group, verb = (reward_app, "train") if m.name == "reward" else (app, m.name)
+        group.command(verb, help=m.help, rich_help_panel="Training methods (each run: audit before, train, audit after, report)")(method_command(m))
 
 
-def _audit_rows(table, audit: dict | None, pct) -> None:
-    if not audit:
-        return
-    if audit["n_probes"]:
-        table.add_row(f"held-out questions ({audit['n_probes']})", pct(audit["probe_accuracy_before"]), pct(audit["probe_accuracy_after"]))
-    table.add_row(f"general knowledge ({audit['n_retention']})", pct(audit["retention_before"]), pct(audit["retention_after"]))
-
-
-@app.command()
-@_guard
-def dpo(data: List[str] = typer.Argument(..., help="Preference pairs (JSONL or a rating database); with --kto also KTO labels."),
-        model: Optional[str] = typer.Option(None, help="Start model: a taught run, alias or folder (default smollm2-135m)."),
-        kto: bool = typer.Option(False, "--kto", help="Use KTO (good / bad answers) instead of DPO."),
-        probes: Optional[str] = typer.Option(None, help="Held-out questions with answer keys for the knowledge audit."),
-        reward: Optional[str] = typer.Option(None, help="A reward model run to score held-out answers before and after."),
-        out: Optional[str] = typer.Option(None, help="Run folder (default runs/dpo-<data name>)."),
-        epochs: Optional[int] = typer.Option(None, help="Passes over the pairs (default 2)."),
-        beta: Optional[float] = typer.Option(None, help="Pull toward the start model (default 0.1)."),
-        config: Optional[Path] = typer.Option(None, help="YAML file of settings."),
-        set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
-    """Direct preference optimisation (trl's DPOTrainer; KTO with --kto) on a LoRA adapter, then the
-    held-out preference accuracy, answers (and reward) before and after, and the knowledge audit."""
-    from knowtune.eval.report import pct
-    from knowtune.train import dpo as dpo_recipe
-
-    s = _settings(dpo_recipe.DPOSettings, config, set_, dict(data=data, model=model, kto=kto or None, probes=probes,
-                                                              reward=reward, out=out, epochs=epochs, beta=beta))
-    r = dpo_recipe.run(s, _pairs_from(s.data), log=lambda m: console.print(m, highlight=False))
-    table = Table(title=f"{r['method']}: before and after")
-    for col in ("measure", "before", "after"):
-        table.add_column(col)
-    if r.get("heldout_preference_accuracy") is not None:
-        table.add_row("held-out preference accuracy", "", pct(r["heldout_preference_accuracy"]))
-    if "reward_before" in r:
-        table.add_row("mean reward, held-out answers", f"{r['reward_before']:+.3f}", f"{r['reward_after']:+.3f}")
-    _audit_rows(table, r["audit"], pct)
-    console.print(table)
-    console.print(f"Report: {s.run_dir() / 'report.md'}  (answers.json: held-out answers before and after)", highlight=False)
+_register_methods()
 
 
 @models_app.callback()

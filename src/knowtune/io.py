@@ -93,3 +93,16 @@ def save_pretrained_atomic(folder: str | Path, *objects, extra=None) -> Path:
     if extra:
         extra(tmp)
     return replace_dir(tmp, folder)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure atomically (temporary name, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from knowtune.data.cloze import entities
 from knowtune.data.documents import Chunk
 from knowtune.data.knowledge import Fact, Phrasing
-from knowtune.eval.scoring import normalise
+from knowtune.text import normalise
 
 EXTRACT = ("Read the text and list the facts it states, one JSON object per line, like\n"
            '{{"fact": "<one short sentence>", "answer": "<the key name, number or date in it>", '
@@ -173,7 +173,7 @@ def generate_facts(chunks: list[Chunk], generator, n_paraphrases: int = 3, n_que
             if overlaps(q, questions + statements):
                 dropped["eval question overlaps training"] += 1
             else:
-                fact.phrasings.append(Phrasing([{"role": "user", "content": q}], source + " (generated eval)", "test"))
+                fact.phrasings.append(Phrasing([{"role": "user", "content": q}], source, "test", origin="generated-eval"))
         facts.append(fact)
     # the rule-based facts always join in: every sentence's names and numbers stay covered, whatever the
     # generator missed (a small generator misses a lot)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from knowtune.data.cloze import Entity, entities, questions_for
-from knowtune.eval.scoring import normalise
+from knowtune.text import normalise
 
 MIN_SENTENCE_WORDS = 4  # a sentence answer: at least this many words ending in . ! ?, or twice as many
 
@@ -43,7 +43,7 @@ def short_key(question: str, answer: str, known: set[str] | frozenset = frozense
     if not is_sentence(answer):
         return None
     asked = f" {normalise(question)} "
-    fresh = [_trim_opener(e, answer, known) for e in entities(answer, known)]
+    fresh = [trim_opener(e, answer, known) for e in entities(answer, known)]
     fresh = [e for e in fresh if f" {normalise(e.text)} " not in asked]
     if not fresh:
         return None
@@ -61,7 +61,7 @@ def short_key(question: str, answer: str, known: set[str] | frozenset = frozense
 _NEXT_CAPITAL = re.compile(r"(?<!\sthe)(?<!\sof)(?<!\sand)\s(?:(?:the|of|and)\s)*([A-Z])")
 
 
-def _trim_opener(e: Entity, sentence: str, known) -> Entity:
+def trim_opener(e: Entity, sentence: str, known) -> Entity:
     """'Take the Amber Line' -> 'Amber Line': a name that starts a sentence with a word never written
     capitalised mid-sentence (a verb, 'Yes') starts at the next capitalised word."""
     words = e.text.split()

@@ -24,6 +24,8 @@ name it describes (`cloze.description_first`). Cloze and reverse views are what 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import json
 import random
 import re
@@ -53,7 +55,7 @@ QUESTION_TEMPLATES = [
 class TrainItem:
     """One training example: a prompt (chat messages, plain text, or "" for raw text) and the target."""
 
-    kind: str  # "chat" | "plain" | "text"
+    kind: Literal["chat", "plain", "text"]  # chat template, plain continuation, or raw document text
     prompt: object
     completion: str
     origin: str  # "fact:<id>" or "replay"

@@ -33,7 +33,7 @@ _HONORIFICS = {"dr", "mr", "mrs", "ms", "prof", "sir", "dame"}
 # space is never the shortest), and the runs are possessive: as `.+?\s+` and `\s+.+` the overlapping runs
 # were rescanned from every position of a run of spaces (quadratic). Same matches on `questions_for`'s body,
 # which never ends in whitespace.
-_AUX = re.compile(r"^(?P<subj>.|.*?\S)\s++(?P<aux>is|was|are|were|will|can)\s++(?P<rest>.++)$")
+AUX = re.compile(r"^(?P<subj>.|.*?\S)\s++(?P<aux>is|was|are|were|will|can)\s++(?P<rest>.++)$")
 # "Dr." and "e.g." end no sentence: the words before a full stop that are abbreviations, as whole words.
 _NOT_AFTER_ABBREVIATION = "".join(
     rf"(?<!(?<![\w.]){''.join(f'[{c}{c.upper()}]' if c.isalpha() else re.escape(c) for c in word)})"
@@ -197,7 +197,7 @@ def questions_for(sentence: str, e: Entity) -> list[str]:
     after = body[end:] if end <= len(body) else ""
     before = before.rstrip() + " " if before.strip() else ""
     qs = [f"{before}{wh}{after}?".replace("  ", " ")]
-    m = _AUX.match(body)
+    m = AUX.match(body)
     if m and e.start >= m.start("rest") and e.kind != "title" and not body[:start].rstrip().endswith(","):
         subj = m.group("subj")
         subj = subj[0].lower() + subj[1:] if subj.split()[0] in {"The", "A", "An"} else subj

@@ -18,7 +18,7 @@ from knowtune.data.augment import TrainItem
 from knowtune.data.cloze import entities, known_names, named_heads, questions_for, resolve_mentions, sentences
 from knowtune.data.documents import Chunk
 from knowtune.data.answerkey import MIN_QUESTION_WORDS, questions_from_statement
-from knowtune.data.knowledge import GENERATED, Fact, Phrasing
+from knowtune.data.knowledge import Fact, Phrasing
 
 DEV_EVERY = 2  # one fact in two lends a question to the dev probes (early stopping)
 TEST_EVERY = 3  # one fact in three lends its shortest question to the audit (documents always get held-out questions)
@@ -83,7 +83,7 @@ def rule_facts(chunks: list[Chunk], max_entities: int = 6) -> list[Fact]:
             source = f"{chunk.source} sentence {si}"
             fact.phrasings = [Phrasing([{"role": "user", "content": q}], source, "train") for q in qs]
             if len(qs) >= 3 and len(facts) % TEST_EVERY == 0:
-                fact.phrasings[0].split, fact.phrasings[0].source = "test", GENERATED
+                fact.phrasings[0].split, fact.phrasings[0].origin = "test", "generated"
             elif len(qs) >= 2 and len(facts) % DEV_EVERY == 0:
                 fact.phrasings[-1].split = "dev"
             facts.append(fact)

@@ -73,7 +73,7 @@ class Section:
     markdown: bool = False
 
     def visible(self, a: int, b: int) -> str:
-        return _md_inline(self.text[a:b]) if self.markdown else self.text[a:b]
+        return md_inline(self.text[a:b]) if self.markdown else self.text[a:b]
 
 
 # Why a bound at all: every reader below is linear, but a 5 GB log dropped into a documents folder would still
@@ -130,8 +130,8 @@ def _markdown_sections(text: str) -> list[Section]:
     for start, end, heading in bounds:
         if heading is not None:
             level, title = heading
-            path = path[: level - 1] + [_md_inline(title).strip()]
-        if _md_inline(text[start:end]).strip():
+            path = path[: level - 1] + [md_inline(title).strip()]
+        if md_inline(text[start:end]).strip():
             sections.append(Section(text[start:end], None, " > ".join(p for p in path if p), start, markdown=True))
     return sections
 
@@ -165,25 +165,25 @@ def _md_heading(line: str) -> tuple[int, str] | None:
 # Each pattern's first group is the mark to drop; the other branches step over whitespace that starts no mark,
 # a whole run at a time. With the first group alone, `^\s*` rescanned a run of blank lines from every line
 # start in it (quadratic: 50 KB of newlines took 22 s).
-_LIST_MARK = re.compile(r"(^\s*(?:[-*+]|\d+\.)\s+)|^\s+|[^\S\n]+", re.M)
-_QUOTE_MARK = re.compile(r"(^\s*>\s?)|^\s+|[^\S\n]+", re.M)
+LIST_MARK = re.compile(r"(^\s*(?:[-*+]|\d+\.)\s+)|^\s+|[^\S\n]+", re.M)
+QUOTE_MARK = re.compile(r"(^\s*>\s?)|^\s+|[^\S\n]+", re.M)
 
 
-def _md_inline(text: str) -> str:
+def md_inline(text: str) -> str:
     """Markdown to visible text: links and images keep their text, emphasis and code marks go."""
-    text = _unwrap_links(text, "![", min_label=0)
-    text = _unwrap_links(text, "[", min_label=1)
+    text = unwrap_links(text, "![", min_label=0)
+    text = unwrap_links(text, "[", min_label=1)
     text = re.sub(r"(\*\*|__|\*|`)", "", text)
-    text = _LIST_MARK.sub(_kept_unless_mark, text)
-    text = _QUOTE_MARK.sub(_kept_unless_mark, text)
+    text = LIST_MARK.sub(kept_unless_mark, text)
+    text = QUOTE_MARK.sub(kept_unless_mark, text)
     return text
 
 
-def _kept_unless_mark(m: re.Match) -> str:
+def kept_unless_mark(m: re.Match) -> str:
     return "" if m.group(1) else m.group()
 
 
-def _unwrap_links(text: str, opener: str, min_label: int) -> str:
+def unwrap_links(text: str, opener: str, min_label: int) -> str:
     r"""`[label](target)` -> `label` (`![alt](target)` -> `alt` with opener '!['), exactly as
     re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text) does (`[^\]]*` for images), in one pass.
 

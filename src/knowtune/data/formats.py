@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal, Any
 
 from knowtune.errors import DataError
 
@@ -60,7 +60,7 @@ class Row:
 class Example:
     """One way of asking for one answer; the unit that knowledge.py groups into facts."""
 
-    style: str  # "chat" | "plain"
+    style: Literal["chat", "plain"]
     prompt: Any  # list of chat messages (without the final answer) or a plain-text prompt
     answer: str
     source: str  # "file:line"

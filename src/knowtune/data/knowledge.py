@@ -9,27 +9,37 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Literal
 
 from knowtune.data.answerkey import questions_from_statement, short_key
 from knowtune.data.cloze import entities, known_names
 from knowtune.data.formats import Example
 from knowtune.errors import DataError
-from knowtune.eval.scoring import normalise
+from knowtune.text import normalise
+
+
+Style = Literal["chat", "plain"]  # chat: the chat template; plain: continuation text (prompt/completion data)
+Split = Literal["train", "dev", "test", "retention", "unknown"]
+# Where a phrasing or probe came from: the user's data, knowtune's own questions (written from a statement,
+# reworded training questions, a generator's evaluation questions), the casual form of a held-out question,
+# the --probes file, the shipped general-knowledge set, or the questions the data never answers.
+Origin = Literal["data", "generated", "paraphrased", "generated-eval", "casual", "probe-file", "retention", "unknown"]
+WRITTEN_BY_KNOWTUNE = ("generated", "paraphrased", "generated-eval")
 
 
 @dataclass
 class Phrasing:
     prompt: object  # chat messages (list) or plain-text prompt (str)
-    source: str
-    split: str = "train"  # "train" | "dev" | "test"
+    source: str  # where it was read ("file:line", "doc.md chars 10-80"), or what it was made from
+    split: Split = "train"
     answer: str = ""  # this phrasing's own answer as written in the data (a sentence), when it differs from the key
-    generated: bool = False  # written by knowtune from a statement (an audit question), not given by the user
+    origin: Origin = "data"
 
 
 @dataclass
 class Fact:
     id: str
-    style: str  # "chat" | "plain"
+    style: Style
     answer: str
     aliases: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
@@ -45,21 +55,22 @@ class Probe:
     """One held-out question with its answer key: the unit the audit scores."""
 
     fact_id: str | None
-    style: str
+    style: Style
     prompt: object
     answer: str
     aliases: list[str]
-    split: str
-    source: str = ""
+    split: Split
+    source: str = ""  # where it was read, or what it was made from
+    origin: Origin = "data"
 
     def to_row(self) -> dict:
         return {"fact_id": self.fact_id, "style": self.style, "prompt": self.prompt, "answer": self.answer,
-                "aliases": self.aliases, "split": self.split, "source": self.source}
+                "aliases": self.aliases, "split": self.split, "source": self.source, "origin": self.origin}
 
     @classmethod
     def from_row(cls, row: dict) -> "Probe":
         return cls(row["fact_id"], row["style"], row["prompt"], row["answer"], row.get("aliases", []),
-                   row.get("split", "test"), row.get("source", ""))
+                   row.get("split", "test"), row.get("source", ""), row.get("origin", "data"))
 
 
 def prompt_key(prompt) -> str:
@@ -123,7 +134,6 @@ def question_text(prompt) -> str:
 _FILLER = {"what", "which", "whats", "is", "are", "was", "were", "do", "does", "did", "can", "could", "will",
            "would", "should", "has", "have", "had", "the", "a", "an", "i", "you", "we", "me", "my", "your",
            "our", "us", "im", "ill", "ive", "id", "youre", "please", "tell", "there", "theres"}
-CASUAL = "casual form of a held-out question"
 
 
 def casual_forms(question: str) -> list[str]:
@@ -154,12 +164,12 @@ def add_casual_probes(probes: list[Probe], facts: list[Fact]) -> list[Probe]:
               for q in [question_text(p.prompt), *casual_forms(question_text(p.prompt))]}
     out = []
     for p in probes:
-        if p.style != "chat" or not isinstance(p.prompt, list) or p.source.startswith("--probes "):
+        if p.style != "chat" or not isinstance(p.prompt, list) or p.origin == "probe-file":
             continue  # the user's own probe file is audited as written
         for form in casual_forms(question_text(p.prompt))[:1]:  # one each: the keyword form when there is one
             if normalise(form) not in taught:
                 out.append(Probe(p.fact_id, p.style, [{"role": "user", "content": form}], p.answer, p.aliases,
-                                 p.split, CASUAL))
+                                 p.split, p.source, "casual"))
     return out
 
 
@@ -187,8 +197,6 @@ def split_facts(facts: list[Fact], seed: int = 0, test_fraction: float = 0.34) -
             p.split = "test" if i < n_test else "dev" if i < n_test + n_dev else "train"
 
 
-GENERATED = "generated from the statement"
-PARAPHRASED = "generated paraphrase"
 # Wrappers for a question when a fact has no statement to write a new question from (short Q&A answers):
 # close to the training wording, and labelled so in the report.
 _REWORDINGS = ["Do you happen to know this: {q}", "Tell me, please. {q}", "One thing I'd like to know. {q}"]
@@ -202,24 +210,24 @@ def add_generated_questions(facts: list[Fact], test: bool = True) -> int:
     for k, fact in enumerate(facts):
         taught = {prompt_key(p.prompt) for p in fact.phrasings}
         needs = [s for s in ("test", "dev") if not fact.split(s) and (s == "dev" or test)]
-        for split, (question, source) in zip(needs, _new_questions(fact, taught, k)):
+        for split, (question, origin) in zip(needs, _new_questions(fact, taught, k)):
             prompt = [{"role": "user", "content": question}] if fact.style == "chat" else f"Question: {question}\nAnswer:"
-            fact.phrasings.append(Phrasing(prompt, source, split, generated=True))
+            fact.phrasings.append(Phrasing(prompt, f"fact {fact.id}", split, origin=origin))
             n += split == "test"
     return n
 
 
-def _new_questions(fact: Fact, taught: set[str], k: int) -> list[tuple[str, str]]:
+def _new_questions(fact: Fact, taught: set[str], k: int) -> list[tuple[str, Origin]]:
     written = [q for s in fact.statements for q in questions_from_statement(s, fact.answer)]
-    out = [(q, GENERATED) for q in dict.fromkeys(written) if prompt_key(q) not in taught]
+    out: list[tuple[str, Origin]] = [(q, "generated") for q in dict.fromkeys(written) if prompt_key(q) not in taught]
     if len(out) < 2:
         trained = [question_text(p.prompt) for p in fact.phrasings if p.split == "train"]
-        out += [(_REWORDINGS[(k + i) % len(_REWORDINGS)].format(q=q), PARAPHRASED) for i, q in enumerate(trained[:2])]
+        out += [(_REWORDINGS[(k + i) % len(_REWORDINGS)].format(q=q), "paraphrased") for i, q in enumerate(trained[:2])]
     return out[:2]
 
 
 def probes_for(facts: list[Fact], split: str) -> list[Probe]:
-    return [Probe(f.id, f.style, p.prompt, f.answer, f.aliases, split, p.source)
+    return [Probe(f.id, f.style, p.prompt, f.answer, f.aliases, split, p.source, p.origin)
             for f in facts for p in f.split(split)]
 
 
@@ -230,7 +238,7 @@ def user_probes(examples: list[Example], facts: list[Fact]) -> list[Probe]:
     for ex in examples:
         fact = by_answer.get((ex.style, normalise(ex.answer)))
         aliases = list(dict.fromkeys(ex.aliases + (fact.aliases if fact else [])))
-        out.append(Probe(fact.id if fact else None, ex.style, ex.prompt, ex.answer, aliases, "test", f"--probes {ex.source}"))
+        out.append(Probe(fact.id if fact else None, ex.style, ex.prompt, ex.answer, aliases, "test", ex.source, "probe-file"))
     return out
 
 

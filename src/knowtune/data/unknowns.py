@@ -20,9 +20,9 @@ import re
 
 from knowtune.data.answerkey import wanted_kinds
 from knowtune.data.cloze import entities, known_names
-from knowtune.data.knowledge import PARAPHRASED, Fact, Probe, prompt_key, question_text
+from knowtune.data.knowledge import WRITTEN_BY_KNOWTUNE, Fact, Probe, prompt_key, question_text
 from knowtune.errors import DataError
-from knowtune.eval.scoring import normalise
+from knowtune.text import normalise
 
 _ONSETS = ["Br", "Qu", "V", "Th", "Dr", "K", "Z", "M", "Gr", "Sk", "L", "Pr", "Fen", "Ost", "Ul", "Cor"]
 _VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ou"]
@@ -89,7 +89,7 @@ def _near_misses(facts: list[Fact], splits: tuple[str, ...], seed: int, limit: i
     """(fact, question, subject) near-miss unknowns from the facts' questions of the given splits.
     unstated=False: invented names only (what abstention views teach: a refusal about a name the data does
     give, even for an attribute it lacks, would teach the model to refuse about that name)."""
-    text = [s for f in facts for s in f.statements] + [question_text(p.prompt) for f in facts for p in f.phrasings if not p.generated]
+    text = [s for f in facts for s in f.statements] + [question_text(p.prompt) for f in facts for p in f.phrasings if p.origin not in WRITTEN_BY_KNOWTUNE]
     avoid = {w for t in text for w in normalise(t).split()}
     words = invented_words(max(8, limit), seed, avoid)
     known = known_names("\n".join(text))
@@ -98,7 +98,7 @@ def _near_misses(facts: list[Fact], splits: tuple[str, ...], seed: int, limit: i
     out, seen = [], set()
     rng = random.Random(seed)
     asked = [(f, question_text(p.prompt)) for f in facts if f.style == "chat" for p in f.phrasings
-             if p.split in splits and p.source != PARAPHRASED]
+             if p.split in splits and p.origin != "paraphrased"]
     if len(asked) < limit and "train" not in splits:  # facts asked < 3 ways: the training questions' shapes, other names
         asked += [(f, question_text(p.prompt)) for f in facts if f.style == "chat" for p in f.phrasings if p.split == "train"]
     rng.shuffle(asked)
@@ -114,7 +114,7 @@ def _near_misses(facts: list[Fact], splits: tuple[str, ...], seed: int, limit: i
 
 def unknown_probes(facts: list[Fact], seed: int = 0, limit: int = 30) -> list[Probe]:
     """Audit questions the data never answers, from the held-out questions (answer key empty)."""
-    return [Probe(None, "chat", [{"role": "user", "content": q}], "", [], "unknown", f"{UNKNOWN_SOURCE}: {subject}")
+    return [Probe(None, "chat", [{"role": "user", "content": q}], "", [], "unknown", f"{UNKNOWN_SOURCE}: {subject}", "unknown")
             for _, q, subject in _near_misses(facts, ("test", "dev"), seed + 7919, limit)]
 
 
@@ -154,7 +154,7 @@ def read_unknowns(path: str) -> list[Probe]:
         if not isinstance(q, str) or not q.strip():
             problems.append(f"{path}:{i}")
             continue
-        probes.append(Probe(None, "chat", [{"role": "user", "content": q.strip()}], "", [], "unknown", f"--unknowns {path}:{i}"))
+        probes.append(Probe(None, "chat", [{"role": "user", "content": q.strip()}], "", [], "unknown", f"--unknowns {path}:{i}", "unknown"))
     if problems or not probes:
         raise DataError(f"{path}: {len(problems)} line(s) are not a JSON object with a non-empty \"question\" "
                         f"({', '.join(problems[:5]) or 'the file is empty'}).",

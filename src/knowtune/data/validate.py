@@ -177,7 +177,7 @@ def _check_chat(d: dict, p) -> list[Problem]:
 
 
 def _answer_in(answer: str, aliases: list[str], text: str) -> bool:
-    from knowtune.eval.scoring import matches
+    from knowtune.text import matches
 
     return matches(text, answer, aliases)
 

@@ -4,18 +4,21 @@ and, comparing two audits, which facts were learned, already known, not learned 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 from knowtune.data.augment import general_rows
-from knowtune.data.knowledge import CASUAL, GENERATED, PARAPHRASED, Probe, question_text
+from knowtune.data.knowledge import Probe, question_text
 from knowtune.eval.calibration import expected_calibration_error
 from knowtune.eval.generate import GenerationSettings, generate_scored
-from knowtune.eval.scoring import declines, matches
+from knowtune.text import declines, matches
 
 
 def retention_probes() -> list[Probe]:
     """The general-knowledge set knowtune ships (never used for training or replay)."""
     return [Probe(None, "chat", [{"role": "user", "content": r["question"]}], r["answer"], r.get("aliases", []),
-                  "retention", "knowtune:retention") for r in general_rows("retention")]
+                  "retention", "knowtune:retention", "retention") for r in general_rows("retention")]
 
 
 def score_probes(model, tokenizer, probes: list[Probe], settings: GenerationSettings | None = None,
@@ -42,7 +45,7 @@ def run_audit(model, tokenizer, probes: list[Probe], retention: list[Probe] | No
     if grounding is not None:
         for r in scored:
             r["grounded"] = grounding.check(question_text(r["prompt"]), r["output"])
-    return {**(_grounded_figures(probe_rows, retention_rows, unknown_rows) if grounding is not None else {}),
+    return {**(grounded_figures(probe_rows, retention_rows, unknown_rows) if grounding is not None else {}),
             "probe_accuracy": accuracy(probe_rows), "retention_accuracy": accuracy(retention_rows),
             "unknowns_declined": declined_share(unknown_rows), "over_refusal_probes": declined_share(probe_rows),
             "over_refusal_retention": declined_share(retention_rows),
@@ -50,7 +53,7 @@ def run_audit(model, tokenizer, probes: list[Probe], retention: list[Probe] | No
             "probes": probe_rows, "retention": retention_rows, "unknowns": unknown_rows}
 
 
-def _grounded_figures(probe_rows: list[dict], retention_rows: list[dict], unknown_rows: list[dict]) -> dict:
+def grounded_figures(probe_rows: list[dict], retention_rows: list[dict], unknown_rows: list[dict]) -> dict:
     from knowtune.eval.grounding import gated
 
     probes = gated(probe_rows)
@@ -64,7 +67,22 @@ def declined_share(rows: list[dict]) -> float | None:
     return sum(r["declined"] for r in rows) / len(rows) if rows else None
 
 
-def fact_table(before: dict, after: dict) -> list[dict]:
+Verdict = Literal["learned", "was known", "not learned", "forgotten"]
+
+
+@dataclass
+class FactVerdict:
+    """One fact: the share of its held-out phrasings answered right before and after, and the verdict."""
+    fact_id: str
+    answer: str
+    before: float
+    after: float
+    verdict: Verdict
+    example_question: str
+    example_output: str
+
+
+def fact_table(before: dict, after: dict) -> list[FactVerdict]:
     """Per fact: share of held-out phrasings answered before and after, and the verdict."""
     per_fact: dict[str, dict] = defaultdict(lambda: {"before": [], "after": []})
     for when, audit in (("before", before), ("after", after)):
@@ -76,44 +94,139 @@ def fact_table(before: dict, after: dict) -> list[dict]:
         verdict = ("was known" if b >= 0.5 and a >= 0.5 else "forgotten" if b >= 0.5 else
                    "learned" if a >= 0.5 else "not learned")
         sample = rows["after"][0] if rows["after"] else rows["before"][0]
-        table.append({"fact_id": fact_id, "answer": sample["answer"], "before": b, "after": a, "verdict": verdict,
-                      "example_question": question_text(sample["prompt"]), "example_output": sample["output"]})
+        table.append(FactVerdict(fact_id, sample["answer"], b, a, verdict, question_text(sample["prompt"]),
+                                 sample["output"]))
     return table
 
 
+PROBE_GROUPS = {  # a probe's origin -> its group in the report
+    "generated-eval": "generated eval questions",
+    "casual": "held-out questions as people type them (keyword form, lower case)",
+    "generated": "questions written from the statements (facts asked < 3 ways: every phrasing trained)",
+    "paraphrased": "reworded training questions (no statement to write from: close to the training wording)",
+}
+
+
 def probe_group(row: dict) -> str:
-    """Where a held-out question came from: the probe file, generated evaluation questions, or held-out
-    phrasings of the training data."""
-    if "(generated eval)" in row.get("source", ""):
-        return "generated eval questions"
-    if row.get("source") == CASUAL:
-        return "held-out questions as people type them (keyword form, lower case)"
-    if row.get("source") == GENERATED:
-        return "questions written from the statements (facts asked < 3 ways: every phrasing trained)"
-    if row.get("source") == PARAPHRASED:
-        return "reworded training questions (no statement to write from: close to the training wording)"
-    if row.get("source", "").startswith("--probes "):
-        return row["source"][len("--probes "):].rsplit(":", 1)[0]
-    return "held-out phrasings"
+    """Where a held-out question came from: the probe file (named by its path), knowtune's own questions, or
+    held-out phrasings of the training data."""
+    origin = row.get("origin", "data")
+    if origin == "probe-file":
+        return row["source"].rsplit(":", 1)[0]
+    return PROBE_GROUPS.get(origin, "held-out phrasings")
 
 
 GROUNDED_FIGURES = ("grounded_unknowns_declined", "grounded_over_refusal_probes", "grounded_over_refusal_retention",
                     "grounded_answered_correct")
 
 
-def summary(before: dict, after: dict) -> dict:
+@dataclass
+class GroupFigures:
+    n: int
+    before: float | None
+    after: float | None
+
+
+@dataclass
+class AuditSummary:
+    """The audit's figures before and after training (shares from 0 to 1; None where nothing was scored)."""
+    probe_accuracy_before: float | None
+    probe_accuracy_after: float | None
+    retention_before: float | None
+    retention_after: float | None
+    retention_drop_points: float | None
+    n_probes: int
+    n_retention: int
+    n_unknowns: int
+    by_group: dict[str, GroupFigures]
+    probe_label: str = "Held-out questions"
+    retention_label: str = "General knowledge"
+    unknowns_declined_before: float | None = None
+    unknowns_declined_after: float | None = None
+    over_refusal_probes_before: float | None = None
+    over_refusal_probes_after: float | None = None
+    over_refusal_retention_before: float | None = None
+    over_refusal_retention_after: float | None = None
+    calibration_error_before: float | None = None
+    calibration_error_after: float | None = None
+    grounded_unknowns_declined_before: float | None = None
+    grounded_unknowns_declined_after: float | None = None
+    grounded_over_refusal_probes_before: float | None = None
+    grounded_over_refusal_probes_after: float | None = None
+    grounded_over_refusal_retention_before: float | None = None
+    grounded_over_refusal_retention_after: float | None = None
+    grounded_answered_correct_before: float | None = None
+    grounded_answered_correct_after: float | None = None
+
+
+def summary(before: dict, after: dict) -> AuditSummary:
     rb, ra = before["retention_accuracy"], after["retention_accuracy"]
     groups: dict[str, dict] = {}
     for when, audit in (("before", before), ("after", after)):
         for r in audit["probes"]:
             groups.setdefault(probe_group(r), {"before": [], "after": []})[when].append(r)
-    return {"probe_accuracy_before": before["probe_accuracy"], "probe_accuracy_after": after["probe_accuracy"],
-            "retention_before": rb, "retention_after": ra,
-            "retention_drop_points": None if rb is None or ra is None else round(100 * (rb - ra), 2),
-            "n_probes": len(after["probes"]), "n_retention": len(after["retention"]),
-            "n_unknowns": len(after.get("unknowns", [])),
-            **{f"{k}_{when}": audit.get(k) for k in ("unknowns_declined", "over_refusal_probes", "over_refusal_retention",
-                                                     "calibration_error", *GROUNDED_FIGURES)
-               for when, audit in (("before", before), ("after", after))},
-            "by_group": {g: {"n": len(v["after"]), "before": accuracy(v["before"]), "after": accuracy(v["after"])}
-                         for g, v in groups.items()}}
+    labels = after.get("labels", {})
+    return AuditSummary(
+        before["probe_accuracy"], after["probe_accuracy"], rb, ra,
+        None if rb is None or ra is None else round(100 * (rb - ra), 2),
+        len(after["probes"]), len(after["retention"]), len(after.get("unknowns", [])),
+        {g: GroupFigures(len(v["after"]), accuracy(v["before"]), accuracy(v["after"])) for g, v in groups.items()},
+        labels.get("probes", "Held-out questions"), labels.get("retention", "General knowledge"),
+        **{f"{k}_{when}": audit.get(k) for k in ("unknowns_declined", "over_refusal_probes", "over_refusal_retention",
+                                                 "calibration_error", *GROUNDED_FIGURES)
+           for when, audit in (("before", before), ("after", after))})
+
+
+def probes_file(path: str | None, facts: list = ()) -> list[Probe]:
+    """The held-out questions of a --probes file (Q&A or prompt/completion), linked to taught facts when the
+    answer matches one; none without a path."""
+    if not path:
+        return []
+    from knowtune.data.knowledge import user_probes
+    from knowtune.data.validate import load_examples
+
+    examples, _ = load_examples([path], min_examples=1)
+    return user_probes(examples, list(facts))
+
+
+def empty_audit() -> dict:
+    """The audit of a run with the audit turned off."""
+    return {"probe_accuracy": None, "retention_accuracy": None, "probes": [], "retention": [], "unknowns": []}
+
+
+@dataclass
+class AuditSet:
+    """What the knowledge audit asks: held-out probes, unknown questions, the dev probes that choose the
+    confidence thresholds, and the taught texts the grounding check reads."""
+    probes: list[Probe] = field(default_factory=list)
+    unknowns: list[Probe] = field(default_factory=list)
+    dev: list[Probe] = field(default_factory=list)
+    grounding: object | None = None  # eval.grounding.Grounding
+    max_new_tokens: int = 40
+
+
+def audit_model(ref: str, aset: AuditSet, after: bool, log=print) -> dict:
+    """Load the model `ref` names as `knowtune ask` does and audit it. For a saved run (`after`) with dev
+    probes, also choose the confidence thresholds on them (the run's confidence.json) and say what they keep
+    of the held-out questions (the audit's "confidence")."""
+    from knowtune.eval import calibration
+    from knowtune.models.load import load_for_inference
+    from knowtune.progress import phase
+
+    model, tokenizer = load_for_inference(ref, log=log)
+    gen = GenerationSettings(max_new_tokens=aset.max_new_tokens)
+    retention = retention_probes()
+    what = "saved run" if after else "start model"
+    with phase(f"Auditing the {what}", len(aset.probes) + len(retention) + len(aset.unknowns)) as advance:
+        audit = run_audit(model, tokenizer, aset.probes, retention, gen, progress=advance, unknowns=aset.unknowns,
+                          grounding=aset.grounding)
+    if after and aset.dev:
+        with phase("Choosing confidence thresholds on the dev probes", len(aset.dev)) as advance:
+            dev_rows = score_probes(model, tokenizer, aset.dev, gen, progress=advance)
+        chosen = calibration.thresholds(dev_rows)
+        from knowtune.io import write_json
+
+        write_json(Path(ref) / calibration.CONFIDENCE_FILE, chosen)
+        chosen["held_out"] = {p: calibration.answered(audit["probes"], t) for p, t in chosen["by_precision"].items()}
+        audit["confidence"] = chosen
+    return audit

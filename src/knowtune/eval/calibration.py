@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from knowtune.io import save_figure
+from knowtune.text import DECLINE_TEXT
+
 BINS = 10
-DECLINE_TEXT = "I'm not sure about that, so I won't guess."
 CONFIDENCE_FILE = "confidence.json"
 NEVER = 1.01  # a threshold no confidence reaches: decline everything
 
@@ -100,8 +102,6 @@ def plot_reliability(rows: list[dict], path: Path, title: str = "Reliability of 
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left")
-    from knowtune.eval.report import save_figure
-
     return save_figure(fig, path)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 
 
 @dataclass
@@ -30,13 +29,20 @@ def generate_answers(model, tokenizer, items: list[tuple[str, object]], settings
     return [a for a, _ in generate_scored(model, tokenizer, items, settings, progress, confidence=False)]
 
 
-@torch.no_grad()
 def generate_scored(model, tokenizer, items: list[tuple[str, object]], settings: GenerationSettings | None = None,
                     progress=None, confidence: bool = True) -> list[tuple[str, float | None]]:
     """(answer, confidence) for each item, in input order. Confidence: the geometric mean of the
     probabilities the model gave the tokens it wrote (exp of their mean log-probability), in [0, 1]; None
     with confidence=False, which keeps the per-step logits out of generation (timed RAG answers, rollouts)."""
-    settings = settings or GenerationSettings()
+    import torch
+
+    with torch.no_grad():
+        return _generate_scored(model, tokenizer, items, settings or GenerationSettings(), progress, confidence)
+
+
+def _generate_scored(model, tokenizer, items, settings: GenerationSettings, progress, confidence: bool):
+    import torch
+
     texts = [render_prompt(tokenizer, style, prompt) for style, prompt in items]
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
@@ -70,9 +76,11 @@ def generate_scored(model, tokenizer, items: list[tuple[str, object]], settings:
     return answers
 
 
-def token_confidence(scores: tuple, written: torch.Tensor, eos_id: int | None) -> list[float]:
+def token_confidence(scores: tuple, written, eos_id: int | None) -> list[float]:
     """exp(mean log-probability) of each row's written tokens up to and including its first end token.
     scores: one (B, V) tensor of logits per generated position; written: (B, T) the tokens chosen."""
+    import torch
+
     steps = len(scores)
     chosen = torch.stack([torch.log_softmax(s.float(), dim=-1).gather(-1, written[:, t:t + 1]).squeeze(-1)
                           for t, s in enumerate(scores)], dim=1)  # (B, T): one step at a time, never (B, T, V)

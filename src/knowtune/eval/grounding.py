@@ -27,7 +27,7 @@ from pathlib import Path
 from knowtune.data.cloze import entities, known_names
 from knowtune.data.knowledge import question_text
 from knowtune.errors import KnowtuneError
-from knowtune.eval.scoring import normalise
+from knowtune.text import DECLINE_TEXT, normalise
 
 FACTS_FILE = Path("data") / "facts.jsonl"
 _PUNCT = re.compile(r"[^\w\s]|_")
@@ -164,8 +164,6 @@ class Grounding:
 
 def grounded_or_decline(question: str, answer: str, grounding: Grounding | None) -> str:
     """The answer, or a short refusal when it adds specifics the taught data does not give (None: no check)."""
-    from knowtune.eval.calibration import DECLINE_TEXT
-
     return answer if grounding is None or grounding.check(question, answer) is not False else DECLINE_TEXT
 
 

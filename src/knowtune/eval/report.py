@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
-from knowtune.io import write_text
+from knowtune.io import save_figure, write_text
 
 
 def pct(x) -> str:
@@ -19,12 +20,12 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     pb, pa = summary["probe_accuracy_before"], summary["probe_accuracy_after"]
     rb, ra = summary["retention_before"], summary["retention_after"]
     delta = lambda a, b: "" if a is None or b is None else f"{100 * (b - a):+.1f} pts"  # noqa: E731
-    rows = [(f"Held-out questions ({summary['n_probes']})", pct(pb), pct(pa), delta(pb, pa))]
+    rows = [(f"{summary.get('probe_label', 'Held-out questions')} ({summary['n_probes']})", pct(pb), pct(pa), delta(pb, pa))]
     groups = summary.get("by_group", {})
     if len(groups) > 1:
         rows += [(f"  {name} ({g['n']})", pct(g["before"]), pct(g["after"]), delta(g["before"], g["after"]))
                  for name, g in groups.items()]
-    rows.append((f"General knowledge ({summary['n_retention']})", pct(rb), pct(ra), delta(rb, ra)))
+    rows.append((f"{summary.get('retention_label', 'General knowledge')} ({summary['n_retention']})", pct(rb), pct(ra), delta(rb, ra)))
     if summary.get("n_unknowns"):
         ub, ua = summary["unknowns_declined_before"], summary["unknowns_declined_after"]
         rows.append((f"Unknown questions declined ({summary['n_unknowns']})", pct(ub), pct(ua), delta(ub, ua)))
@@ -38,6 +39,19 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
         b, a = summary.get(f"{key}_before"), summary.get(f"{key}_after")
         if a is not None:
             rows.append((what, pct(b), pct(a), delta(b, a)))
+    return rows
+
+
+def measure_rows(measures: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(measure, before, after, change) rows of a method's own figures."""
+    def fmt(m, v):
+        return "" if v is None else pct(v) if m["unit"] == "share" else f"{v:+.3f}"
+
+    rows = []
+    for m in measures:
+        b, a = m["before"], m["after"]
+        change = "" if a is None or b is None else (f"{100 * (a - b):+.1f} pts" if m["unit"] == "share" else f"{a - b:+.3f}")
+        rows.append((m["name"], fmt(m, b), fmt(m, a), change))
     return rows
 
 
@@ -60,49 +74,47 @@ def plot_losses(training: dict, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Write a matplotlib figure atomically (temporary name, then rename) and close it."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
 def _md_table(header: list[str], rows: list) -> str:
     esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows])
 
 
-def render_markdown(result: dict, plot: str | None, reliability: str | None = None) -> str:
-    s, t = result["summary"], result["training"]
+def render_markdown(result: dict, plot: str | None, reliability: str | None = None,
+                    extra_plots: list[tuple[str, str]] = ()) -> str:
+    s, t, settings = result["summary"] or {}, result["training"], result["settings"]
     verdicts = {}
     for f in result["facts"]:
         verdicts[f["verdict"]] = verdicts.get(f["verdict"], 0) + 1
-    parts = [f"# knowtune report: {Path(result['settings']['out'] or '').name or 'run'}", "",
-             f"Model `{result['settings']['model']}`, method `{result['settings']['method']}`, "
-             f"{t['steps']} steps, {t['epochs'] or 0:.1f} epochs; best checkpoint by dev-probe accuracy: "
-             f"{t.get('best_metric')}.", "",
-             _md_table(["measure", "before", "after", "change"], before_after_rows(s)), "",
-             f"Retention drop: {s.get('retention_drop_points')} points. Facts: " +
-             ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) + ".",
-             f"Overfitting: {'flagged' if t['overfitting'] else 'not flagged'}; {t.get('overfitting_note', '')}", ""]
+    variant = f" ({settings['method']})" if isinstance(settings.get("method"), str) else ""
+    best = f"; best checkpoint by dev-probe accuracy: {t['best_metric']}" if t.get("best_metric") is not None else ""
+    epochs = f", {t['epochs']:.1f} epochs" if t.get("epochs") else ""
+    parts = [f"# knowtune report: {result.get('run') or 'run'}", "",
+             f"Method `{result.get('method', 'teach')}`{variant}, start model `{settings['model']}`, "
+             f"{t['steps']} steps{epochs}{best}.", ""]
+    if t.get("note"):
+        parts += [t["note"], ""]
+    parts += [_md_table(["measure", "before", "after", "change"],
+                        before_after_rows(s) + measure_rows(result.get("measures", []))), ""]
+    if s:
+        parts += [f"Retention drop: {s.get('retention_drop_points')} points. Facts: " +
+                  (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none audited") + "."]
+    parts += [f"Overfitting: {'flagged' if t['overfitting'] else 'not flagged'}; {t.get('overfitting_note', '')}", ""]
     if plot:
         parts += [f"![loss]({plot})", ""]
+    for caption, path in extra_plots:
+        parts += [f"![{caption}]({path})", ""]
     parts += _confidence_section(result, reliability)
-    parts += ["## Facts", "", _md_table(["fact", "answer key", "before", "after", "verdict", "example question", "tuned answer"],
-                                        [(f["fact_id"], f["answer"], pct(f["before"]), pct(f["after"]), f["verdict"],
-                                          f["example_question"], f["example_output"]) for f in result["facts"]])]
+    if result["facts"]:
+        parts += ["## Facts", "", _md_table(["fact", "answer key", "before", "after", "verdict", "example question", "tuned answer"],
+                                            [(f["fact_id"], f["answer"], pct(f["before"]), pct(f["after"]), f["verdict"],
+                                              f["example_question"], f["example_output"]) for f in result["facts"]])]
     lost = [r for r, b in zip(result["after"]["retention"], result["before"]["retention"]) if b["correct"] and not r["correct"]]
     if lost:
         parts += ["", "## General questions answered before but not after", "",
                   _md_table(["question", "answer key", "tuned answer"],
-                            [(r["prompt"][-1]["content"], r["answer"], r["output"]) for r in lost])]
+                            [(r["prompt"][-1]["content"] if isinstance(r["prompt"], list) else r["prompt"], r["answer"],
+                              r["output"]) for r in lost])]
     if result.get("coverage"):
         from knowtune.data.docfacts import coverage_summary
 
@@ -110,7 +122,7 @@ def render_markdown(result: dict, plot: str | None, reliability: str | None = No
                   _md_table(["fact", "answer key", "views", "by view", "source"],
                             [(c["fact_id"], c["answer"], c["views"], ", ".join(f"{k} {v}" for k, v in c["by_view"].items()),
                               c["source"]) for c in result["coverage"]])]
-    parts += ["", "## Settings", "", _md_table(["setting", "value"], sorted(result["settings"].items()))]
+    parts += ["", "## Settings", "", _md_table(["setting", "value"], sorted(settings.items()))]
     return "\n".join(parts) + "\n"
 
 
@@ -152,10 +164,8 @@ def render_html(markdown_text: str, title: str) -> str:
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("![loss]("):
-            body.append(f'<img alt="loss curves" src="{html.escape(line[8:-1])}">')
-        elif line.startswith("![reliability]("):
-            body.append(f'<img alt="reliability plot" src="{html.escape(line[15:-1])}">')
+        elif m := re.fullmatch(r"!\[([^\]]*)\]\(([^)]*)\)", line):
+            body.append(f'<img alt="{html.escape(m[1] + (" curves" if m[1] == "loss" else ""))}" src="{html.escape(m[2])}">')
         elif line.strip():
             body.append(f"<p>{html.escape(line)}</p>")
     if in_table:
@@ -167,12 +177,14 @@ def render_html(markdown_text: str, title: str) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_reports(run_dir: Path, result: dict) -> None:
+def write_reports(run_dir: Path, result: dict, extra_plots: list[tuple[str, Path]] = ()) -> None:
+    """report.md and report.html (with plots/loss.png, the reliability plot and the method's own plots)."""
     from knowtune.eval.calibration import plot_reliability
 
     plot = plot_losses(result["training"], run_dir / "plots" / "loss.png")
     after = result.get("after") or {}
     reliability = plot_reliability(after.get("probes", []) + after.get("retention", []), run_dir / "plots" / "reliability.png")
-    md = render_markdown(result, "plots/loss.png" if plot else None, "plots/reliability.png" if reliability else None)
+    md = render_markdown(result, "plots/loss.png" if plot else None, "plots/reliability.png" if reliability else None,
+                         [(c, str(Path(p).relative_to(run_dir))) for c, p in extra_plots])
     write_text(run_dir / "report.md", md)
     write_text(run_dir / "report.html", render_html(md, f"knowtune report {run_dir.name}"))

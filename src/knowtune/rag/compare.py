@@ -17,9 +17,8 @@ from knowtune.data.knowledge import Probe, user_probes
 from knowtune.data.validate import load_examples
 from knowtune.errors import KnowtuneError
 from knowtune.eval.generate import GenerationSettings, generate_answers, render_prompt
-from knowtune.eval.report import save_figure
-from knowtune.eval.scoring import matches
-from knowtune.io import write_json, write_text
+from knowtune.io import save_figure, write_json, write_text
+from knowtune.text import matches
 
 ARMS = [("base", "base", False), ("base + RAG", "base", True), ("tuned", "tuned", False), ("tuned + RAG", "tuned", True)]
 

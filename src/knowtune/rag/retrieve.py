@@ -13,7 +13,7 @@ from pathlib import Path
 
 from knowtune.data.documents import Chunk
 from knowtune.errors import KnowtuneError
-from knowtune.eval.scoring import normalise
+from knowtune.text import normalise
 
 STOPWORDS = set("a an and are as at be by did do does for from has have how in is it its of on or that the this "
                 "to was were what when where which who whom why with".split())

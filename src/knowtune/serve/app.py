@@ -142,9 +142,10 @@ class ChatModel:
 
         Returns: text (as decoded, unstripped), prompt_tokens, completion_tokens, finish_reason ("length" when
         max_tokens or `stop`'s deadline cut it off)."""
-        from knowtune.eval.calibration import DECLINE_TEXT, decline_below
+        from knowtune.eval.calibration import decline_below
         from knowtune.eval.generate import token_confidence
         from knowtune.eval.grounding import grounded_or_decline
+        from knowtune.text import DECLINE_TEXT
 
         floor, eos = self.min_confidence, self.tokenizer.eos_token_id
         checked = self.grounding if question else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from knowtune.config import TeachSettings
+from knowtune.train.methods.teach import TeachSettings
 
 # Measured with benchmarks/teach_speed.py: SmolLM2-135M + LoRA, 2 CPU cores (tokens per second, training).
 CPU_TOKENS_PER_SECOND = 450

@@ -1,7 +1,10 @@
-"""The closed-book scorer shared by the audit, `knowtune eval` and `knowtune ask`.
+"""Text helpers shared by every layer: normalisation, whole-word answer matching, the rule-based decline judge.
 
 An answer is correct when the answer key, or one of its aliases, appears as a whole-word sequence in the
-model's greedy answer after both are normalised (case, accents, punctuation and spacing).
+model's greedy answer after both are normalised (case, accents, punctuation and spacing). The closed-book
+scorer of the audit, `knowtune eval` and `knowtune ask`; the data layer uses the same normalisation to
+group, key and deduplicate what it reads. `DECLINE_TEXT` is the short refusal `ask`, `chat` and `serve`
+give instead of an answer (the decline judge counts it as declining).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import unicodedata
 
 _PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
 _SPACE = re.compile(r"\s+")
+
+DECLINE_TEXT = "I'm not sure about that, so I won't guess."
 
 
 def normalise(text: str) -> str:

@@ -1,21 +1,6 @@
-"""`knowtune ppo`: reinforcement learning from a reward model with PPO (Schulman et al. 2017), the way
-Ziegler et al. (2019) and Ouyang et al. (2022) apply it to language models. Our own: trl 1.x no longer
-ships a PPO trainer.
-
-policy     the start model (a base or a taught run) + a new LoRA adapter, and a value head on its last
-           hidden state
-reference  the same model with the adapter switched off: exactly the model before PPO, at no extra memory
-each step  roll out answers to a batch of prompts (sampled at `temperature`); score them with the reward
-           model; per-token reward -beta * (log pi - log pi_ref) plus the score on the last token; advantages
-           by GAE; a few epochs of minibatch updates on the clipped objective + the value loss; beta adapts
-           toward a target KL; training stops if the KL runs away (the last step within bounds is kept)
-replay     (PPO-ptx, Ouyang et al. 2022) each minibatch update also fits a few of the start model's own answers
-           to general prompts (a language-model loss weighted by replay_coef), so steering answers on the
-           knowledge prompts does not drift what the model says elsewhere; off unless replay_coef > 0 (on the
-           feedback benchmark it did not reduce the retention drop)
-measure    mean reward of greedy answers to held-out prompts before and after (in the reward model's
-           standard units), KL to the reference on them, and the knowledge audit before and after
-"""
+"""PPO's machinery (see `ppo.py` for the recipe): the LoRA policy and its value head, rollouts with
+`generate`, log-probabilities of the answer tokens, minibatch updates on the clipped objective, the adaptive
+KL controller, checkpoints that resume exactly, and the reward measurement before and after."""
 
 from __future__ import annotations
 
@@ -28,47 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import Field
+from transformers import get_scheduler
 
-from knowtune.config import RunSettings
-from knowtune.errors import KnowtuneError
-from knowtune.io import (append_jsonl, cached_json, cached_rows, read_jsonl, replace_dir, save_pretrained_atomic,
-                         write_json, write_jsonl, write_text)
-from knowtune.train import ppo_losses as L
-
-
-class PPOSettings(RunSettings):
-    reward: str = Field("", description="The reward model: a `knowtune reward train` run folder.")
-    prompts: list[str] = Field(default_factory=list, description="Prompts to practise on: JSONL of {prompt} or Q&A rows (the rating app's import format).")
-    probes: str | None = Field(None, description="Held-out questions with answer keys (Q&A file) for the knowledge audit before and after.")
-    eval_fraction: float = Field(0.2, ge=0, lt=1, description="Share of prompts held out to measure the reward before and after.")
-    steps: int = Field(60, ge=1, description="PPO steps: each rolls out one batch of answers and updates on it.")
-    batch_size: int = Field(16, ge=1, description="Answers rolled out per step.")
-    samples_per_prompt: int = Field(1, ge=1, description="Answers per prompt in a step (batch_size / this many prompts); above 1 each answer's score is taken relative to its siblings' mean before the KL penalty and GAE, so an easy prompt no longer looks like a good answer.")
-    minibatch_size: int = Field(8, ge=1, description="Answers per gradient update.")
-    ppo_epochs: int = Field(2, ge=1, description="Passes over each step's answers.")
-    learning_rate: float = Field(1e-4, gt=0, description="Adam learning rate of the LoRA adapter and value head.")
-    max_new_tokens: int = Field(48, ge=1, description="Longest answer rolled out (and in the reward measurement).")
-    temperature: float = Field(0.7, gt=0, description="Sampling temperature of the rollouts; the policy's and the reference's log-probabilities are taken at the same temperature.")
-    init_kl_coef: float = Field(0.1, ge=0, description="Starting beta: weight of the KL penalty to the reference model.")
-    target_kl: float = Field(3.0, gt=0, description="KL to the reference (nats per answer) that the adaptive beta steers toward.")
-    adaptive_kl: bool = Field(True, description="Adapt beta toward target_kl (Ziegler et al. 2019); else keep it fixed.")
-    kl_horizon: int = Field(10000, ge=1, description="How fast beta adapts (larger: slower).")
-    kl_stop: float = Field(12.0, gt=0, description="Stop when the mean KL of a step passes this (nats per answer): the KL has run away.")
-    replay_coef: float = Field(0.0, ge=0, description="Weight of a replay loss: the language-model loss on the start model's answers to general prompts, added to every minibatch update against forgetting (PPO-ptx); try 1.0. Off by default: on the feedback benchmark it cost a third more time per step and kept no more general knowledge (the policy memorised the 81 replay answers instead).")
-    replay_batch: int = Field(4, ge=1, description="Replay answers per minibatch update.")
-    gamma: float = Field(1.0, ge=0, le=1, description="Discount of GAE.")
-    lam: float = Field(0.95, ge=0, le=1, description="Lambda of GAE.")
-    cliprange: float = Field(0.2, gt=0, description="Clip range of the policy ratio.")
-    cliprange_value: float = Field(0.2, gt=0, description="Clip range of the value update.")
-    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    save_every: int = Field(10, ge=1, description="Steps between checkpoints (a killed run resumes from the last).")
-    audit: bool = Field(True, description="Run the knowledge audit (probes and retention) before and after.")
-
-    def default_run_name(self) -> str:
-        return "ppo-" + Path(self.prompts[0]).stem if self.prompts else "ppo"
-
+from knowtune.io import replace_dir
+from knowtune.train.hf import use_bf16
+from knowtune.train.methods import ppo_losses as L
 
 @dataclass
 class Rollout:
@@ -162,10 +111,8 @@ def forward(policy, value_head, r: Rollout, rows=slice(None), with_values: bool 
 class PPOTrainer:
     """The policy (LoRA on the start model), its value head, the optimiser and the KL controller."""
 
-    def __init__(self, s: PPOSettings, model, tokenizer, log=print, replay: list[dict] | None = None):
+    def __init__(self, s, model, tokenizer, log=print, replay: list[dict] | None = None):
         from peft import LoraConfig, get_peft_model
-
-        from knowtune.train.sft import use_bf16
 
         self.s, self.tokenizer, self.log = s, tokenizer, log
         torch.manual_seed(s.seed)
@@ -174,7 +121,10 @@ class PPOTrainer:
                                                        target_modules=targets, task_type="CAUSAL_LM"))
         self.value_head = ValueHead(model.config.hidden_size).to(next(model.parameters()).device)
         params = [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
-        self.optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=0.0)
+        self.optimizer = make_optimizer(params, s)
+        updates = s.steps * s.ppo_epochs * -(-s.batch_size // s.minibatch_size)
+        self.scheduler = get_scheduler(s.lr_scheduler, self.optimizer, num_warmup_steps=int(s.warmup_ratio * updates),
+                                       num_training_steps=updates)
         self.kl = L.AdaptiveKL(s.init_kl_coef, s.target_kl, s.kl_horizon)
         self.bf16 = use_bf16(s.bf16)
         self.step = 0
@@ -218,6 +168,7 @@ class PPOTrainer:
         advantages, returns = L.gae(rewards, old_values, mask, s.gamma, s.lam)
         advantages = L.masked_whiten(advantages, mask)
         row.update(self._update(r, old_logprobs, old_values, advantages, returns, mask))
+        row["loss"] = row["policy_loss"] + s.vf_coef * row["value_loss"]  # the objective minimised, for the loss plot
         if s.adaptive_kl:
             self.kl.update(row["kl"], len(prompts))
         self.step += 1
@@ -252,15 +203,20 @@ class PPOTrainer:
         tmp.mkdir(parents=True)
         save_file({k: v.contiguous() for k, v in self.trainable_state().items()}, str(tmp / "trainable.safetensors"))
         torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
         save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
         (tmp / "state.json").write_text(json.dumps({"step": self.step, "beta": self.kl.beta}))
         replace_dir(tmp, folder)
+        older = sorted((p for p in folder.parent.glob("checkpoint-*") if p != folder), key=lambda p: int(p.name.split("-")[-1]))
+        for stale in older[:max(0, len(older) - self.s.save_total_limit + 1)]:
+            shutil.rmtree(stale, ignore_errors=True)
 
     def load_checkpoint(self, folder: Path) -> None:
         from safetensors.torch import load_file
 
         self.load_trainable_state(load_file(str(folder / "trainable.safetensors")))
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
         torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch_rng"])
         state = json.loads((folder / "state.json").read_text())
         self.step, self.kl.beta = state["step"], state["beta"]
@@ -291,6 +247,7 @@ class PPOTrainer:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], s.max_grad_norm)
                 self.optimizer.step()
+                self.scheduler.step()
                 for k, v in (("policy_loss", pg), ("value_loss", vf), ("clip_fraction", clip_frac),
                              ("value_clip_fraction", vclip), ("approx_kl", approx_kl), ("entropy", L.masked_mean(entropy, m))):
                     logs[k].append(float(v.detach()))
@@ -336,148 +293,7 @@ def measure_reward(trainer: PPOTrainer, reward_model, prompts: list[str], batch:
             "answers": [{"prompt": p, "answer": a, "reward": r} for p, a, r in zip(prompts, answers, scores)]}
 
 
-def replay_answers(s: PPOSettings, model, tokenizer, run_dir: Path, log) -> list[dict]:
-    """The replay set: a taught start run's own (its base model's answers to the general prompts, which its
-    teaching kept), else the start model's greedy answers to them, written once into the run folder."""
-    if not s.replay_coef:
-        return []
-    taught = Path(s.model) / "data" / "replay.jsonl"
-    if taught.exists():
-        return read_jsonl(taught)
-    from knowtune.train.sft import _replay_answers
-
-    rows = cached_rows(run_dir / "data" / "replay.jsonl", lambda: _replay_answers(model, tokenizer, log))
-    if not rows:
-        log("The start model gave no answers to the general prompts: PPO runs without replay.")
-    return rows
-
-
-def load_prompts(paths: list[str]) -> list[str]:
-    from knowtune.data.preference import parse_prompt_lines
-
-    out: list[str] = []
-    for path in paths:
-        if not Path(path).exists():
-            raise KnowtuneError(f"{path}: no such file.", fix="check the --prompts path.")
-        out += [r["prompt"] for r in parse_prompt_lines(Path(path).read_text(encoding="utf-8-sig"), path)]
-    return list(dict.fromkeys(out))
-
-
-def run(s: PPOSettings, resume: bool = False, log=print) -> dict:
-    """PPO against a reward model, with the reward measured and the knowledge audited before and after."""
-    from tqdm.auto import tqdm
-
-    from knowtune.data.preference import split_prompts
-    from knowtune.models.load import load_for_inference
-    from knowtune.train.alignment import audit_before_after, load_probes
-    from knowtune.train.reward import RewardModel
-    from knowtune.train.sft import init_run_dir
-
-    if not s.reward:
-        raise KnowtuneError("No reward model given.", fix="pass --reward RUN (a `knowtune reward train` run).")
-    train, held = split_prompts(load_prompts(s.prompts), s.eval_fraction, s.seed)
-    if s.batch_size % s.samples_per_prompt:
-        raise KnowtuneError(f"batch_size {s.batch_size} is not a multiple of samples_per_prompt {s.samples_per_prompt}.",
-                            fix="make batch_size a multiple of samples_per_prompt.")
-    if len(train) < s.batch_size // s.samples_per_prompt:
-        raise KnowtuneError(f"Only {len(train)} training prompts for a batch of {s.batch_size}.",
-                            fix="add prompts, or lower --batch-size.")
-    probes = load_probes(s.probes)
-    run_dir = s.run_dir()
-    init_run_dir(run_dir, s, resume)
-    reward_model = RewardModel.load(s.reward, log=log)
-    model, tokenizer = load_for_inference(s.model, log=log)
-    trainer = PPOTrainer(s, model, tokenizer, log, replay=replay_answers(s, model, tokenizer, run_dir, log))
-    log(f"PPO on {len(train)} prompts ({len(held)} held out), {s.steps} steps of {s.batch_size} answers; "
-        f"reward model {s.reward}; {'bf16' if trainer.bf16 else 'fp32'}.")
-    before = cached_json(run_dir / "before.json", lambda: measure_reward(trainer, reward_model, held)) if held else None
-    metrics = run_dir / "metrics.jsonl"
-    ckpt = run_dir / "checkpoint"
-    if resume and (ckpt / "state.json").exists():
-        trainer.load_checkpoint(ckpt)
-        log(f"Resuming from step {trainer.step}.")
-    if metrics.exists():  # keep only the steps the checkpoint holds
-        write_jsonl(metrics, [r for r in read_jsonl(metrics) if r["step"] <= trainer.step])
-    k = s.samples_per_prompt
-    batches = ([p for p in b for _ in range(k)] for b in prompt_batches(train, s.batch_size // k, s.seed))
-    for _ in range(trainer.step):
-        next(batches)
-    stopped, trainer.last_good = None, trainer.snapshot()
-    with tqdm(total=s.steps, initial=trainer.step, desc="PPO", unit="step") as bar:
-        while trainer.step < s.steps:
-            row = trainer.train_step(next(batches), reward_model)
-            if row.pop("stopped"):
-                stopped = (f"KL to the reference ran away at step {row['step']} ({row['kl']:.1f} nats per answer > "
-                           f"kl_stop {s.kl_stop}); kept the policy of step {trainer.last_good['step']}.")
-                trainer.restore(trainer.last_good)
-                log(stopped)
-                break
-            append_jsonl(metrics, row)
-            bar.set_postfix(reward=f"{row['reward']:+.2f}", kl=f"{row['kl']:.2f}", beta=f"{row['beta']:.3f}")
-            bar.update(1)
-            if trainer.step % s.save_every == 0 or trainer.step == s.steps:
-                trainer.save_checkpoint(ckpt)
-    _save_policy(trainer, tokenizer, run_dir)
-    after = measure_reward(trainer, reward_model, held) if held else None
-    del trainer, model
-    audit = audit_before_after(s, run_dir, probes, log) if s.audit else None
-    result = {"settings": s.model_dump(), "prompts": {"train": len(train), "heldout": len(held)},
-              "reward_before": _brief(before), "reward_after": _brief(after), "stopped": stopped,
-              "steps": read_jsonl(metrics) if metrics.exists() else [], "audit": audit}
-    if before and after:
-        result["reward_gain_in_std"] = (after["reward_mean"] - before["reward_mean"]) / (before["reward_std"] or 1.0)
-        result["sampled_reward_gain_in_std"] = ((after["sampled_reward_mean"] - before["sampled_reward_mean"])
-                                                / (before["sampled_reward_std"] or 1.0))
-        write_json(run_dir / "answers.json", {"before": before["answers"], "after": after["answers"]})
-    write_json(run_dir / "ppo.json", result)
-    _write_report(run_dir, result)
-    return result
-
-
-def _brief(m: dict | None) -> dict | None:
-    return None if m is None else {k: v for k, v in m.items() if k != "answers"}
-
-
-def _save_policy(trainer: PPOTrainer, tokenizer, run_dir: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_pretrained_atomic(run_dir / "adapter", trainer.policy, tokenizer,
-                           extra=lambda tmp: save_file(trainer.value_head.state_dict(), str(tmp / "value_head.safetensors")))
-
-
-def _write_report(run_dir: Path, result: dict) -> None:
-    from knowtune.eval.report import save_figure
-    from knowtune.train.alignment import audit_lines
-
-    rows = result["steps"]
-    plot = None
-    if rows:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-        steps = [r["step"] for r in rows]
-        for ax, key, title in zip(axes, ("reward", "kl", "beta"), ("mean reward (std units)", "KL to reference (nats/answer)", "beta (KL weight)")):
-            ax.plot(steps, [r[key] for r in rows])
-            ax.set_title(title)
-            ax.set_xlabel("step")
-        plot = save_figure(fig, run_dir / "plots" / "ppo.png").relative_to(run_dir)
-    b, a = result["reward_before"], result["reward_after"]
-    lines = [f"# PPO: {run_dir.name}", "", f"Policy `{result['settings']['model']}` + LoRA, reward model "
-             f"`{result['settings']['reward']}`, {len(rows)} steps. {result['stopped'] or ''}", ""]
-    if b and a:
-        lines += ["| held-out prompts | before | after |", "|---|---|---|",
-                  f"| mean reward of greedy answers (std units, {a['n']} prompts) | {b['reward_mean']:+.3f} | {a['reward_mean']:+.3f} |",
-                  f"| mean reward of sampled answers (temperature {result['settings']['temperature']}) | "
-                  f"{b['sampled_reward_mean']:+.3f} | {a['sampled_reward_mean']:+.3f} |",
-                  f"| KL to the reference (nats per answer) | {b['kl_mean']:.2f} | {a['kl_mean']:.2f} |", "",
-                  f"Reward gain in standard deviations of the reward before PPO: greedy answers "
-                  f"{result['reward_gain_in_std']:+.2f}, sampled answers {result['sampled_reward_gain_in_std']:+.2f}.", ""]
-    if result["audit"]:
-        lines += audit_lines(result["audit"])
-    if plot:
-        lines += [f"![PPO curves]({plot})", ""]
-    write_text(run_dir / "report.md", "\n".join(lines) + "\n")
-
+def make_optimizer(params, s) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.learning_rate, weight_decay=s.weight_decay)
+    return torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)

@@ -1,0 +1,207 @@
+"""`knowtune teach`: supervised fine-tuning that teaches facts, as a recipe read top to bottom.
+
+prepare  validate the data, group it into facts, split phrasings into train / dev / test, build views
+train    the base model's own answers to general prompts mixed in against forgetting (replay); trl's
+         SFTTrainer (LoRA or full), loss on answers only, early stopping on dev-probe accuracy, the best epoch
+         restored at the end, checkpoints every epoch
+
+The lifecycle (`train/lifecycle.py`) does the rest: run folder, the audits before and after, saving,
+audit.json, the report, --resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from knowtune.config import AuditSettings, EpochSettings, GenerationGroup, LoraSettings, OptimSettings, RunSettings
+from knowtune.data import augment, docfacts, documents, knowledge, unknowns
+from knowtune.data.validate import load_examples
+from knowtune.eval.audit import AuditSet, probes_file
+from knowtune.eval.grounding import Grounding
+from knowtune.io import cached_rows, write_jsonl
+from knowtune.train.hf import frozen_linears_to_bf16, lora_config, train_resumable, training_args
+from knowtune.train.lifecycle import Method, Prepared, Run, Trained
+from knowtune.train.replay import general_answers
+
+
+class TeachSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, AuditSettings, GenerationGroup):
+    DEFAULTS = {"epochs": 6, "learning_rate": 1e-3, "batch_size": 8}
+    data: list[str] = Field(default_factory=list, description="Training data: Q&A, chat, prompt/completion, instruction or knowledge-pack files (JSONL, CSV, Parquet, YAML), and documents (.txt, .md, .html, .pdf files or folders of them).")
+    method: Literal["lora", "full"] = Field("lora", description="lora: train small adapter matrices (fast, keeps the base intact); full: update every weight.")
+    unknowns: str | None = Field(None, description="Questions about your subject that your data never answers (JSONL, one {\"question\": ...} a line): the audit checks the model declines them instead of inventing an answer.")
+    unknown_questions: int = Field(30, ge=0, description="Unknown questions knowtune makes from the facts for the audit (their names swapped for invented ones, or for names the data gives no such answer); 0: none.")
+    abstain_ratio: float = Field(0.0, ge=0, description="Abstention views per knowledge view (off by default: at 0.1 a 135M model refused a third of the questions it had learned, measured on the generality benchmark; try 0.02-0.05 on larger models): near-miss questions the data never answers (made from training questions, never from audit ones) answered with a short refusal naming the subject. 0: off.")
+    min_epochs: int = Field(3, ge=0, description="Passes before early stopping may end the run.")
+    max_length: int = Field(256, ge=16, description="Longest example in tokens; longer ones are truncated (check warns).")
+    views: list[Literal["answer", "casual", "template", "statement", "cloze", "reverse", "context", "profile"]] = Field(["answer", "casual", "template", "statement", "cloze", "reverse"], description="Views each fact is taught in: answer (question -> full statement), casual (the question as people type it: its keyword form, -> full statement), template (question in a template -> short answer), statement (plain sentence), cloze (questions over every name, number, date and title of a statement: both directions), reverse (the answer first, or the description before the name), context (opt-in, documents only: the question with its passage in a retrieval prompt, so the tuned model also reads retrieved context; better with RAG, worse closed-book), profile (every name stated in two or more statements: `Tell me about <name>.` answered with all of them, binding each entity to its own attributes).")
+    chunk_chars: int = Field(1200, ge=200, description="Longest document chunk in characters (chunks hold whole paragraphs or sentences).")
+    generator: str | None = Field(None, description="Who writes facts and questions from documents: an OpenAI-compatible endpoint (http://host:port/v1) or a local model (alias, folder, run). None: the offline rule-based path.")
+    generator_model: str = Field("default", description="Model name to ask the generator endpoint for.")
+    generator_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the generator endpoint's API key (if it needs one).")
+    generator_timeout: float = Field(120.0, gt=0, description="Seconds to wait for one generator answer before retrying.")
+    generator_retries: int = Field(4, ge=0, description="Retries per generator request (exponential backoff) on timeouts, HTTP 429/5xx and malformed answers.")
+    paraphrases: int = Field(3, ge=0, description="Paraphrased statements the generator writes per fact.")
+    questions_per_fact: int = Field(3, ge=1, description="Questions the generator writes per fact and direction.")
+    cloze_per_entity: int = Field(8, ge=0, description="Most cloze (and, separately, reverse) views per entity across the data set.")
+    replay_ratio: float = Field(0.3, ge=0, description="Replay examples (the base model's own answers to general prompts) per knowledge example, against forgetting.")
+    test_fraction: float = Field(0.34, ge=0, lt=1, description="Share of each fact's phrasings held out for the audit (0: none; audit only the --probes file).")
+    early_stopping_patience: int = Field(2, ge=1, description="Epochs without better dev-probe accuracy before stopping.")
+    target_dev_accuracy: float = Field(1.0, gt=0, le=1, description="Stop as soon as dev-probe accuracy reaches this.")
+    keep_best: bool = Field(True, description="At the end, restore the epoch with the best dev-probe accuracy (else keep the last).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead of storing them: less memory, about 1.5x slower (trl turns it on by default; small models do not need it).")
+    label_only_logits: bool = Field(True, description="Project onto the vocabulary only at answer tokens (faster; same loss).")
+
+    def default_run_name(self) -> str:
+        return Path(self.data[0]).stem
+
+
+@dataclass
+class Knowledge:
+    """Teach's prepared data: the facts, their training views and the dev probes early stopping reads."""
+    facts: list[knowledge.Fact]
+    dev: list[knowledge.Probe]
+    test: list[knowledge.Probe]
+    items: list[augment.TrainItem]  # knowledge views (replay is added when training starts)
+    unknowns: list[knowledge.Probe] = field(default_factory=list)  # questions the data never answers
+    chunks: list = field(default_factory=list)  # document chunks, when documents were given
+    coverage: list[dict] = field(default_factory=list)  # views per fact
+    grounding: Grounding | None = None  # the taught texts that `--grounded` checks answers against
+
+
+def prepare_knowledge(s: TeachSettings, log=print) -> Knowledge:
+    """Validate the data and build facts, splits, probes and training views."""
+    doc_paths = [d for d in s.data if documents.is_document(d)]
+    data_files = [d for d in s.data if not documents.is_document(d)]
+    examples = load_examples(data_files, max_length=s.max_length)[0] if data_files else []
+    facts = knowledge.group_facts(examples)
+    knowledge.split_facts(facts, seed=s.seed, test_fraction=s.test_fraction)
+    knowledge.add_generated_questions(facts, test=s.test_fraction > 0)
+    chunks, doc_items, doc_facts = [], [], []
+    if doc_paths:
+        chunks = documents.chunk_documents(doc_paths, max_chars=s.chunk_chars)
+        doc_facts = document_facts(chunks, s, log)  # their own splits: questions generated, no test phrasings
+        facts += doc_facts
+        doc_items = docfacts.document_items(chunks)
+    test = knowledge.probes_for(facts, "test")
+    test += probes_file(s.probes, facts)
+    # a generated question may happen to be a held-out one: the held-out question wins
+    knowledge.drop_generated_overlaps(doc_facts, test)
+    dev = knowledge.probes_for(facts, "dev")
+    # ask each held-out and dev question also the way people type it (audited as its own group)
+    test, dev = (probes + knowledge.add_casual_probes(probes, facts) for probes in (test, dev))
+    unknown = unknowns.unknown_probes(facts, s.seed, s.unknown_questions) + (unknowns.read_unknowns(s.unknowns) if s.unknowns else [])
+    items = augment.knowledge_items(facts, tuple(s.views), per_entity=s.cloze_per_entity, held_out=test + dev + unknown)
+    items += unknowns.abstention_items(facts, round(s.abstain_ratio * len(items)), s.seed, held_out=test + dev + unknown)
+    knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test + unknown)
+    cover = docfacts.coverage(facts, items) if doc_paths else []
+    if cover:
+        log(f"Documents: {len(chunks)} chunks from {len({c.file for c in chunks})} file(s). "
+            + docfacts.coverage_summary(cover))
+    return Knowledge(facts, dev, test, items + doc_items, unknown, chunks, cover, Grounding.from_facts(facts))
+
+
+def document_facts(chunks, s: TeachSettings, log) -> list[knowledge.Fact]:
+    """Facts from document chunks: written by the generator when one is set, else by rule."""
+    if not s.generator:
+        return docfacts.rule_facts(chunks)
+    from knowtune.augment.backends import make_generator
+    from knowtune.augment.llm import generate_facts
+    from knowtune.progress import phase
+
+    gen = make_generator(s.generator, s.generator_model, s.generator_api_key_env, s.generator_timeout,
+                         s.generator_retries, log=log)
+    with phase(f"Generating with {s.generator}", unit="answer") as advance:
+        result = generate_facts(chunks, gen, s.paraphrases, s.questions_per_fact, progress=advance, log=log)
+    dropped = ", ".join(f"{why} {n}" for why, n in result.dropped.items() if n)
+    log(f"Generator: {len(result.facts)} facts ({gen.hits} answers from the cache {gen.path}, {gen.misses} new); "
+        f"no usable fact from the generator in {len(result.fallback_chunks)} of {len(chunks)} chunks (rule-based facts cover every chunk)"
+        + (f"; dropped: {dropped}." if dropped else "."))
+    return result.facts
+
+
+
+
+class Teach(Method):
+    name = "teach"
+    help = ("Teach a model the facts in DATA (data files, or documents: .txt .md .html .pdf files and folders): "
+            "validate, turn documents into facts, augment (both directions), split, audit the base model, train "
+            "with early stopping on held-out phrasings, audit again, write the report. Prints a before/after table.")
+    Settings = TeachSettings
+
+    def prepare(self, s: TeachSettings, log) -> Prepared:
+        if not s.data:
+            from knowtune.errors import KnowtuneError
+
+            raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
+        k = prepare_knowledge(s, log)
+        files = {"facts": [{"id": f.id, "style": f.style, "answer": f.answer, "aliases": f.aliases,
+                            "statements": f.statements,
+                            "phrasings": [{"prompt": p.prompt, "split": p.split, "source": p.source} for p in f.phrasings]}
+                           for f in k.facts],
+                 "probes_dev": [p.to_row() for p in k.dev], "probes_test": [p.to_row() for p in k.test],
+                 "unknowns": [p.to_row() for p in k.unknowns]}
+        if k.chunks:
+            files |= {"chunks": [c.to_row() for c in k.chunks], "coverage": k.coverage}
+        return Prepared(AuditSet(k.test, k.unknowns, k.dev, k.grounding, s.max_new_tokens), k, files,
+                        f"{len(k.facts)} facts, {len(k.items)} training views, {len(k.dev)} dev and "
+                        f"{len(k.test)} held-out probes.", k.coverage)
+
+    def train(self, s: TeachSettings, prep: Prepared, run: Run) -> Trained:
+        from knowtune.models import load_for_inference
+
+        k: Knowledge = prep.data
+        model, tokenizer = load_for_inference(s.model, log=run.log)  # a run as the base: its tuned model
+        replay = cached_rows(run.dir / "data" / "replay.jsonl", lambda: general_answers(model, tokenizer))
+        items = k.items + augment.replay_items([(r["prompt"], r["answer"]) for r in replay],
+                                               round(s.replay_ratio * len(k.items)), s.seed)
+        write_jsonl(run.dir / "data" / "train.jsonl", [it.to_row() for it in items])
+        trainer, guard = build_trainer(s, model, tokenizer, items, k.dev, run.dir)
+        run.log(f"Training {s.method} on {len(items)} examples ({trainer.accelerator.mixed_precision} precision, "
+                f"{'answer-only' if s.label_only_logits else 'full'} logits).")
+        train_resumable(trainer, run, run.verbose)
+        st = trainer.state
+        return Trained("adapter" if s.method == "lora" else "model", (trainer.model, tokenizer), st.global_step,
+                       st.epoch, diverged_at=guard.diverged_at, best_checkpoint=st.best_model_checkpoint,
+                       best_metric=st.best_metric)
+
+
+def build_trainer(s: TeachSettings, model, tokenizer, items, dev: list[knowledge.Probe], run_dir: Path):
+    """The SFT trainer of a teach run, and its NaN guard."""
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig
+
+    from knowtune.eval.generate import GenerationSettings
+    from knowtune.train.callbacks import FiniteGuard, MetricsLog, TargetStop
+    from knowtune.train.methods.teach_trainer import ProbeSFTTrainer
+    from knowtune.train.tokenize import encode_all
+
+    train_ds = encode_all(tokenizer, items, s.max_length)
+    dev_views = [augment.TrainItem("chat" if p.style == "chat" else "plain", p.prompt, p.answer, "dev") for p in dev]
+    eval_ds = encode_all(tokenizer, dev_views, s.max_length) if dev_views else None
+    metric = "dev_accuracy" if dev else "loss"
+    cfg = training_args(
+        SFTConfig, s, run_dir, len(train_ds), evaluate=eval_ds is not None,
+        load_best_model_at_end=eval_ds is not None and s.keep_best, metric_for_best_model=metric,
+        greater_is_better=metric != "loss", max_length=s.max_length, completion_only_loss=True, pad_to_multiple_of=16,
+        train_sampling_strategy="group_by_length", save_only_model=False,
+        activation_checkpointing=s.gradient_checkpointing)  # transformers 5 name; trl turns it on by default
+    peft_config = None
+    if s.method == "lora":
+        if cfg.bf16:
+            frozen_linears_to_bf16(model)
+        peft_config = lora_config(s)
+    guard = FiniteGuard()
+    callbacks = [guard, MetricsLog(run_dir / "metrics.jsonl")]
+    if eval_ds is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.early_stopping_patience))
+        if dev:
+            callbacks.append(TargetStop("eval_dev_accuracy", s.target_dev_accuracy, s.min_epochs))
+    trainer = ProbeSFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
+                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+                              dev_probes=dev, generation=GenerationSettings(max_new_tokens=s.max_new_tokens),
+                              label_only_logits=s.label_only_logits)
+    return trainer, guard
