@@ -239,3 +239,11 @@ def test_console_is_readable_and_verbose_brings_the_libraries_back(work, tiny_mo
                           env=env, timeout=600)
     assert loud.returncode == 0, loud.stdout + loud.stderr
     assert re.search(DICT_LITERAL, loud.stdout + loud.stderr) and "Loading weights" in loud.stdout + loud.stderr
+
+
+def test_published_schema_is_the_one_the_code_writes():
+    """docs/audit.schema.json (for readers outside Python) equals the schema audit.json is checked against."""
+    from conftest import ROOT
+
+    assert json.loads((ROOT / "docs" / "audit.schema.json").read_text()) == lifecycle.audit_schema(), \
+        "regenerate it: python -c 'import json; from knowtune.train.lifecycle import audit_schema; print(json.dumps(audit_schema(), indent=2))' > docs/audit.schema.json"

@@ -509,8 +509,9 @@ def method_command(method_cls):
         config, set_, resume, verbose = (kwargs.pop(k) for k in ("config", "set_", "resume", "verbose"))
         s = _settings(S, config, set_, kwargs, resume)
         method = method_cls(_pairs_from(s.data) if method_cls.reads_ratings else None)
-        result = lifecycle.run(method, s, resume=resume, log=lambda m: console.print(m, highlight=False, markup=False),
-                               verbose=verbose)
+        from knowtune.progress import say
+
+        result = lifecycle.run(method, s, resume=resume, log=say, verbose=verbose)  # lines that keep the bars whole
         print_result(result, s.run_dir())
 
     command.__signature__ = inspect.Signature(params)

@@ -98,14 +98,19 @@ class Phase:
     def advance(self, n: int = 1, **figures) -> None:
         """Move the bar on by n items, showing the latest figures (e.g. reward=...) beside it (a no-op outside
         the `with` block)."""
+        if self.bar is None and self.started and self.elapsed is None:
+            self.bar = self._open()  # a phase of unknown length shows a bar once something moves
         if self.bar is not None:
             if figures:
                 self.bar.set_postfix(figures, refresh=False)
             self.bar.update(n)
 
+    def _open(self):
+        return _bar(total=self.total, initial=self.initial, desc=self.desc, unit=self.unit, leave=False)
+
     def __enter__(self) -> Callable[..., None]:
-        self.started = time.monotonic()
-        self.bar = _bar(total=self.total, initial=self.initial, desc=self.desc, unit=self.unit, leave=False)
+        self.started, self.elapsed = time.monotonic(), None
+        self.bar = self._open() if self.total is not None else None
         return self.advance
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -40,6 +40,21 @@ def generate_scored(model, tokenizer, items: list[tuple[str, object]], settings:
         return _generate_scored(model, tokenizer, items, settings or GenerationSettings(), progress, confidence)
 
 
+def pad_batch(sequences: list[list[int]], pad_id: int, left: bool = False):
+    """(ids, mask), each (B, longest): token-id lists padded with `pad_id`, on the left (generation and
+    rollouts: every answer then starts at the same column) or on the right (scoring a whole sequence)."""
+    import torch
+
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(sequences):
+        cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, cols] = torch.tensor(seq, dtype=torch.long)
+        mask[row, cols] = 1
+    return ids, mask
+
+
 def _generate_scored(model, tokenizer, items, settings: GenerationSettings, progress, confidence: bool):
     import torch
 
@@ -53,14 +68,8 @@ def _generate_scored(model, tokenizer, items, settings: GenerationSettings, prog
     device = next(model.parameters()).device
     for start in range(0, len(order), settings.batch_size):
         batch = order[start:start + settings.batch_size]
-        width = max(len(encoded[i]) for i in batch)
-        # left padding so every row's answer starts at the same position: (B, width)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            n = len(encoded[i])
-            ids[row, width - n:] = torch.tensor(encoded[i])
-            mask[row, width - n:] = 1
+        ids, mask = pad_batch([encoded[i] for i in batch], pad, left=True)  # (B, width)
+        width = ids.shape[1]
         sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p,
                     "top_k": 0} if settings.temperature > 0 else {"do_sample": False}
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **sampling,

@@ -163,9 +163,10 @@ class Method(ABC):
 
 def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose: bool = False) -> RunResult:
     """Validate, train, save, audit and report one run of `method`."""
-    from knowtune.progress import library_output
+    from knowtune.progress import library_output, phase
 
-    prep = method.prepare(s, log)  # validate before anything is written
+    with library_output(None, verbose), phase("Preparing the data", unit="step"):
+        prep = method.prepare(s, log)  # validate before anything is written (no run folder yet: noise is dropped)
     r = Run(s.run_dir(), s, resume, log, verbose)
     open_run_dir(r.dir, s, resume)
     with library_output(r.dir / "log.txt", verbose):
@@ -186,7 +187,8 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
             raise KnowtuneError(
                 f"Training diverged: the loss or weights became NaN/inf at step {trained.diverged_at}. Nothing "
                 "non-finite was saved.", fix=f"lower the learning rate (now {s.learning_rate}) and run again.")
-        save_pretrained_atomic(r.dir / trained.folder, *trained.objects, extra=trained.extra_files)
+        with phase(f"Saving {trained.folder}/", unit="step"):
+            save_pretrained_atomic(r.dir / trained.folder, *trained.objects, extra=trained.extra_files)
         training = training_summary(r, trained)
         del trained.objects
         method.finish(s, prep, r)
@@ -260,6 +262,14 @@ def overfitting_verdict(train: list, evals: list, dev: list) -> tuple[bool, str]
         return True, ("validation loss rose while training loss fell (over-confidence on the answers it gets "
                       "wrong), but dev-probe accuracy did not fall.")
     return True, "overfitting: validation loss rose while training loss fell."
+
+
+def audit_schema() -> dict:
+    """audit.json's JSON Schema (docs/audit.schema.json holds a copy, kept equal by a test)."""
+    from pydantic import TypeAdapter
+
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            **TypeAdapter(RunResult).json_schema(), "title": "knowtune audit.json"}
 
 
 def validate_audit_file(data: dict) -> RunResult:

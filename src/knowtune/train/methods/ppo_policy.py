@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import get_scheduler
 
+from knowtune.eval.generate import pad_batch
 from knowtune.io import replace_dir
 from knowtune.train.hf import use_bf16
 from knowtune.train.methods import ppo_losses as L
@@ -50,25 +51,15 @@ def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
 
 def left_padded_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(ids, attention, width): the chat prompts left-padded, so every answer starts at column `width`."""
-    encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
-    width = max(map(len, encoded))
-    ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    for i, e in enumerate(encoded):
-        ids[i, width - len(e):] = torch.tensor(e)
-        attn[i, width - len(e):] = 1
-    return ids, attn, width
+    ids, attn = pad_batch([chat_prompt_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, left=True)
+    return ids, attn, ids.shape[1]
 
 
 def teacher_forced(tokenizer, prompts: list[str], answers: list[str]) -> Rollout:
     """Given answers (each closed by the end-of-turn token) laid out as a rollout, to score or fit them."""
     ids, attn, width = left_padded_prompts(tokenizer, prompts)
     encoded = [tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for a in answers]
-    response = torch.full((len(encoded), max(map(len, encoded))), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(response)
-    for i, e in enumerate(encoded):
-        response[i, :len(e)] = torch.tensor(e)
-        mask[i, :len(e)] = 1
+    response, mask = pad_batch(encoded, tokenizer.pad_token_id)
     return Rollout(torch.cat([ids, response], 1), torch.cat([attn, mask], 1), width, response, mask, list(answers))
 
 

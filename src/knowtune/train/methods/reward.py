@@ -100,6 +100,8 @@ class RewardModel:
     def raw_scores(self, prompts: list[str], answers: list[str], batch_size: int = 16) -> list[float]:
         import torch
 
+        from knowtune.eval.generate import pad_batch
+
         encoded = [encode_conversation(self.tokenizer, p, a) for p, a in zip(prompts, answers)]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out = [0.0] * len(encoded)
@@ -107,12 +109,7 @@ class RewardModel:
         device = next(self.model.parameters()).device
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            width = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)  # right padding: (B, T)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(batch):
-                ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-                mask[row, :len(encoded[i])] = 1
+            ids, mask = pad_batch([encoded[i] for i in batch], pad)  # right padding: the score is read at the last token
             with torch.no_grad():
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits  # (B, 1)
             for row, i in enumerate(batch):

@@ -20,6 +20,7 @@ from pydantic import Field
 from knowtune.config import AuditSettings, EpochSettings, GenerationGroup, LoraSettings, OptimSettings, RunSettings
 from knowtune.data import augment, docfacts, documents, knowledge, unknowns
 from knowtune.data.validate import load_examples
+from knowtune.errors import KnowtuneError
 from knowtune.eval.audit import AuditSet, probes_file
 from knowtune.eval.grounding import Grounding
 from knowtune.io import cached_rows, write_jsonl
@@ -134,8 +135,6 @@ class Teach(Method):
 
     def prepare(self, s: TeachSettings, log) -> Prepared:
         if not s.data:
-            from knowtune.errors import KnowtuneError
-
             raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
         k = prepare_knowledge(s, log)
         files = {"facts": [{"id": f.id, "style": f.style, "answer": f.answer, "aliases": f.aliases,
