@@ -11,11 +11,12 @@ MODEL_STAMP := $(KNOWTUNE_HOME)/models/smollm2-135m/knowtune-model.json
 setup: $(STAMP) $(MODEL_STAMP)
 
 # torch first, pinned: the CPU wheel is on disk; a bare `torch` requirement would pull GBs of CUDA wheels.
+# -qq: pip says only errors (its warnings about this machine's package index settings are not ours to show).
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,web]"
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq torch==2.13.0
+	$(BIN)/pip install -qq -e ".[dev,web]"
 	touch $(STAMP)
 
 $(MODEL_STAMP): $(STAMP)

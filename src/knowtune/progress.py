@@ -64,9 +64,16 @@ def format_duration(seconds: float) -> str:
 
 def _interactive() -> bool:
     try:
-        return sys.stderr.isatty()
+        return _console_stderr().isatty()
     except (AttributeError, ValueError):
         return False
+
+
+_REAL_STDERR: list = []  # the console's stderr while library_output sends sys.stderr to the log
+
+
+def _console_stderr():
+    return _REAL_STDERR[-1] if _REAL_STDERR else sys.stderr
 
 
 def _bar(**kwargs):
@@ -74,6 +81,7 @@ def _bar(**kwargs):
     from tqdm.auto import tqdm
 
     kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("file", _console_stderr())  # the terminal, also while library_output holds sys.stderr
     if not _interactive():
         kwargs.setdefault("mininterval", _NONTTY_MININTERVAL)
     return tqdm(**kwargs)
@@ -272,6 +280,7 @@ class _LibraryOutput:
             self._route_warnings()
             if not self.verbose:
                 self.bars.disable()
+                self._hold_stderr()
         except BaseException:
             self._restore()
             raise
@@ -345,7 +354,22 @@ class _LibraryOutput:
                         "run stopped by an error:\n" + "".join(traceback.format_exception(exc_type, exc, tb)).rstrip())
         self._restore()
 
+    def _hold_stderr(self) -> None:
+        """What libraries write straight to sys.stderr (bars drawn with tqdm itself, such as transformers' GGUF
+        dequantising or trl's reference log-probabilities, and stray prints) goes to the log file; our own
+        bars keep the console's stderr (`_console_stderr`)."""
+        import os
+
+        self.stderr_sink = open(self.log_file if self.log_file is not None else os.devnull, "a", encoding="utf-8")
+        _REAL_STDERR.append(sys.stderr)
+        sys.stderr = self.stderr_sink
+
     def _restore(self) -> None:
+        if getattr(self, "stderr_sink", None) is not None:
+            sys.stderr = _REAL_STDERR.pop()
+            with contextlib.suppress(Exception):
+                self.stderr_sink.close()
+            self.stderr_sink = None
         self.bars.undo()
         if self.saved_showwarning is not None:
             warnings.showwarning = self.saved_showwarning

@@ -165,7 +165,15 @@ def _download_gguf(source: ModelSource, log) -> Path:
 
 
 def convert_gguf(gguf_path: Path, target: Path, alias: str | None = None, log=print) -> Path:
-    """Dequantise a GGUF file into a plain safetensors model folder, written atomically."""
+    """Dequantise a GGUF file into a plain safetensors model folder, written atomically. The libraries' own
+    output (weight-loading bars, warnings) is kept off the console."""
+    from knowtune.progress import library_output
+
+    with library_output(None):
+        return _convert_gguf(gguf_path, target, alias, log)
+
+
+def _convert_gguf(gguf_path: Path, target: Path, alias: str | None, log) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
