@@ -454,44 +454,37 @@ def method_command(method_cls):
     import inspect
     import typing
 
-    from pydantic.fields import FieldInfo
+    from knowtune.config import GROUPS
 
     S = method_cls.Settings
     params = []
 
-    def python_type(f: FieldInfo):
-        ann = f.annotation
+    def python_type(ann):
+        """The type the flag is read as: lists as repeated strings, Literal choices as a string (pydantic checks
+        them), X | None as X."""
         if typing.get_origin(ann) is list:
             return List[str]
+        if typing.get_origin(ann) is typing.Literal:
+            return str
         args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if ann in (bool, int, float, str) or (args and args[0] in (bool, int, float, str) and typing.get_origin(ann) is not typing.Literal):
-            return ann if ann in (bool, int, float, str) else args[0]
-        return str  # Literal choices: pydantic checks them
+        return args[0] if args else ann
 
-    from knowtune import config
-
-    groups = [config.RunSettings, config.EpochSettings, config.OptimSettings, config.LoraSettings,
-              config.AuditSettings, config.GenerationGroup]
-    shared = [n for g in groups for n in g.model_fields if n in S.model_fields]
+    shared = [n for g in GROUPS for n in g.model_fields if n in S.model_fields]
     order = [method_cls.argument] + [n for n in S.model_fields if n not in shared] + shared
     for name in dict.fromkeys(order):
         f = S.model_fields[name]
-        kind = python_type(f)
+        kind = python_type(f.annotation)
         default = S.default_of(name)
         choices = typing.get_args(f.annotation) if typing.get_origin(f.annotation) is typing.Literal else ()
         help_text = f.description + (f" One of: {', '.join(map(str, choices))}." if choices else "") + \
             (f" (default {default})" if default not in (None, [], "") and not isinstance(default, list) else "")
         if name == method_cls.argument:
             info = typer.Argument(None, help=f.description, show_default=False)
-            ann = Optional[List[str]] if kind is List[str] else Optional[str]
-        elif kind is bool:
-            flag = name.replace("_", "-")
-            info = typer.Option(None, f"--{flag}/--no-{flag}", help=help_text, show_default=False)
-            ann = Optional[bool]
         else:
-            info = typer.Option(None, f"--{name.replace('_', '-')}", help=help_text, show_default=False)
-            ann = Optional[kind] if kind is not List[str] else Optional[List[str]]
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=ann))
+            flag = name.replace("_", "-")
+            info = typer.Option(None, f"--{flag}/--no-{flag}" if kind is bool else f"--{flag}", help=help_text,
+                                show_default=False)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=Optional[kind]))
     params += [
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                           default=typer.Option(None, help="YAML file of settings (flags given here override it).")),
@@ -504,13 +497,12 @@ def method_command(method_cls):
     ]
 
     def command(**kwargs):
+        from knowtune.progress import say
         from knowtune.train import lifecycle
 
         config, set_, resume, verbose = (kwargs.pop(k) for k in ("config", "set_", "resume", "verbose"))
         s = _settings(S, config, set_, kwargs, resume)
         method = method_cls(_pairs_from(s.data) if method_cls.reads_ratings else None)
-        from knowtune.progress import say
-
         result = lifecycle.run(method, s, resume=resume, log=say, verbose=verbose)  # lines that keep the bars whole
         print_result(result, s.run_dir())
 

@@ -119,3 +119,6 @@ class GenerationGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_new_tokens: int = Field(40, ge=1, description="Longest generated answer in the audit (and in eval and ask).")
+
+
+GROUPS = (RunSettings, EpochSettings, OptimSettings, LoraSettings, AuditSettings, GenerationGroup)  # shared, in help order

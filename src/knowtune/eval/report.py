@@ -13,22 +13,26 @@ def pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def points(before, after) -> str:
+    """The change between two shares, in percentage points ("" when either is missing)."""
+    return "" if before is None or after is None else f"{100 * (after - before):+.1f} pts"
+
+
 def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     """(measure, before, after, change) rows: the table `teach` prints and the reports show."""
     if not summary:
         return []
     pb, pa = summary["probe_accuracy_before"], summary["probe_accuracy_after"]
     rb, ra = summary["retention_before"], summary["retention_after"]
-    delta = lambda a, b: "" if a is None or b is None else f"{100 * (b - a):+.1f} pts"  # noqa: E731
-    rows = [(f"{summary.get('probe_label', 'Held-out questions')} ({summary['n_probes']})", pct(pb), pct(pa), delta(pb, pa))]
+    rows = [(f"{summary.get('probe_label', 'Held-out questions')} ({summary['n_probes']})", pct(pb), pct(pa), points(pb, pa))]
     groups = summary.get("by_group", {})
     if len(groups) > 1:
-        rows += [(f"  {name} ({g['n']})", pct(g["before"]), pct(g["after"]), delta(g["before"], g["after"]))
+        rows += [(f"  {name} ({g['n']})", pct(g["before"]), pct(g["after"]), points(g["before"], g["after"]))
                  for name, g in groups.items()]
-    rows.append((f"{summary.get('retention_label', 'General knowledge')} ({summary['n_retention']})", pct(rb), pct(ra), delta(rb, ra)))
+    rows.append((f"{summary.get('retention_label', 'General knowledge')} ({summary['n_retention']})", pct(rb), pct(ra), points(rb, ra)))
     if summary.get("n_unknowns"):
         ub, ua = summary["unknowns_declined_before"], summary["unknowns_declined_after"]
-        rows.append((f"Unknown questions declined ({summary['n_unknowns']})", pct(ub), pct(ua), delta(ub, ua)))
+        rows.append((f"Unknown questions declined ({summary['n_unknowns']})", pct(ub), pct(ua), points(ub, ua)))
     for key, what in (("over_refusal_probes", "Held-out questions declined (over-refusal)"),
                       ("over_refusal_retention", "General questions declined (over-refusal)"),
                       ("calibration_error", "Calibration error (ECE, lower is better)"),
@@ -38,7 +42,7 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
                       ("grounded_answered_correct", "With --grounded: held-out answers given that are right")):
         b, a = summary.get(f"{key}_before"), summary.get(f"{key}_after")
         if a is not None:
-            rows.append((what, pct(b), pct(a), delta(b, a)))
+            rows.append((what, pct(b), pct(a), points(b, a)))
     return rows
 
 
@@ -50,7 +54,7 @@ def measure_rows(measures: list[dict]) -> list[tuple[str, str, str, str]]:
     rows = []
     for m in measures:
         b, a = m["before"], m["after"]
-        change = "" if a is None or b is None else (f"{100 * (a - b):+.1f} pts" if m["unit"] == "share" else f"{a - b:+.3f}")
+        change = points(b, a) if m["unit"] == "share" else "" if a is None or b is None else f"{a - b:+.3f}"
         rows.append((m["name"], fmt(m, b), fmt(m, a), change))
     return rows
 

@@ -82,7 +82,7 @@ class TrainingSummary:
 
 @dataclass
 class RunResult:
-    """Everything audit.json holds: the same schema for every method (`AuditFile` validates it)."""
+    """Everything audit.json holds: the same schema for every method (`validate_audit_file` checks it)."""
     schema_version: int
     method: str
     run: str
@@ -198,10 +198,11 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
                            summary(before, after) if audit_on else None,
                            fact_table(before, after) if audit_on else [], before, after, training,
                            trained.measures, prep.coverage, confidence)
-        write_json(r.dir / "audit.json", result.to_json())
         from knowtune.eval.report import write_reports
 
-        write_reports(r.dir, result.to_json(), method.plots(r))
+        data = result.to_json()
+        write_json(r.dir / "audit.json", data)
+        write_reports(r.dir, data, method.plots(r))
     return result
 
 

@@ -86,8 +86,8 @@ class DPO(Method):
         from knowtune.train.callbacks import FiniteGuard, MetricsLog
 
         d: PreferenceData = prep.data
-        before = run.cached("answers_before.json", lambda: greedy_answers(s.model, d.held_prompts, s.max_new_tokens, run.log))
         model, tokenizer = load_for_inference(s.model, log=run.log)
+        before = run.cached("answers_before.json", lambda: greedy_answers(model, tokenizer, d.held_prompts, s.max_new_tokens))
         guard = FiniteGuard()
         callbacks = [guard, MetricsLog(run.metrics)]
         common = dict(max_length=s.max_length, beta=s.beta, activation_checkpointing=False, precompute_ref_log_probs=True)
@@ -116,15 +116,12 @@ class DPO(Method):
     def measures(self, s: DPOSettings, d: PreferenceData, trainer, tokenizer, before: list[str], run: Run) -> list[Measure]:
         """Held-out preference accuracy; the tuned model's greedy answers beside the start model's (answers.json),
         and with --reward their mean reward before and after."""
-        from knowtune.eval.generate import GenerationSettings, generate_answers
-
         out = []
         if d.held_pairs:
             held = trainer.evaluate()
             out.append(Measure("Held-out pairs the tuned model prefers the right way (implicit reward)", None,
                                held.get("eval_rewards/accuracies"), "share"))
-        after = generate_answers(trainer.model, tokenizer, [("chat", [{"role": "user", "content": p}]) for p in d.held_prompts],
-                                 GenerationSettings(max_new_tokens=s.max_new_tokens)) if d.held_prompts else []
+        after = greedy_answers(trainer.model, tokenizer, d.held_prompts, s.max_new_tokens)
         write_json(run.dir / "answers.json", [{"prompt": p, "before": b, "after": a}
                                               for p, b, a in zip(d.held_prompts, before, after)])
         if s.reward and d.held_prompts:
@@ -185,12 +182,11 @@ def _conversational_kto(rows: list[dict]):
                                "label": r["label"]} for r in rows])
 
 
-def greedy_answers(ref: str, prompts: list[str], max_new_tokens: int, log=print) -> list[str]:
+def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """The model's greedy chat answers to the prompts (the held-out comparison before and after)."""
     from knowtune.eval.generate import GenerationSettings, generate_answers
-    from knowtune.models.load import load_for_inference
 
     if not prompts:
         return []
-    model, tokenizer = load_for_inference(ref, log=log)
     return generate_answers(model, tokenizer, [("chat", [{"role": "user", "content": p}]) for p in prompts],
                             GenerationSettings(max_new_tokens=max_new_tokens))

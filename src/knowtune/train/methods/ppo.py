@@ -63,8 +63,6 @@ class PPOSettings(RunSettings, OptimSettings, LoraSettings, AuditSettings, Gener
         return "ppo-" + Path(self.prompts[0]).stem if self.prompts else "ppo"
 
 
-
-
 def replay_answers(s: PPOSettings, model, tokenizer, run_dir: Path) -> list[dict]:
     """The replay set: a taught start run's own (its base model's answers to the general prompts, which its
     teaching kept), else the start model's greedy answers to them, written once into the run folder."""

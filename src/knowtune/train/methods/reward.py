@@ -23,7 +23,7 @@ from pydantic import Field
 from knowtune.config import AuditSettings, EpochSettings, LoraSettings, OptimSettings, RunSettings
 from knowtune.data.preference import Pair, load_pairs, split_pairs
 from knowtune.errors import KnowtuneError
-from knowtune.eval.audit import AuditSet, probes_file, retention_probes
+from knowtune.eval.audit import AuditSet, accuracy, probes_file, retention_probes
 from knowtune.io import write_json
 from knowtune.train.hf import frozen_linears_to_bf16, lora_config, train_resumable, training_args
 from knowtune.train.lifecycle import Method, Prepared, Run, Trained
@@ -222,8 +222,7 @@ def pair_audit(rm: "RewardModel", probes: list[Pair], general: list[Pair]) -> di
                 for p, c, r in zip(pairs, chosen, rejected)]
 
     probe_rows, general_rows = rows(probes, "test"), rows(general, "retention")
-    share = lambda rs: sum(r["correct"] for r in rs) / len(rs) if rs else None  # noqa: E731
-    return {"probe_accuracy": share(probe_rows), "retention_accuracy": share(general_rows),
+    return {"probe_accuracy": accuracy(probe_rows), "retention_accuracy": accuracy(general_rows),
             "calibration_error": expected_calibration_error(probe_rows + general_rows),
             "probes": probe_rows, "retention": general_rows, "unknowns": [],
             "labels": {"probes": "Held-out pairs ranked right", "retention": "General questions: right answer ranked first"}}

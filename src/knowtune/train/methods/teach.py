@@ -124,8 +124,6 @@ def document_facts(chunks, s: TeachSettings, log) -> list[knowledge.Fact]:
     return result.facts
 
 
-
-
 class Teach(Method):
     name = "teach"
     help = ("Teach a model the facts in DATA (data files, or documents: .txt .md .html .pdf files and folders): "
