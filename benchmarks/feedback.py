@@ -2,7 +2,7 @@
 ratings -> reward model -> PPO and DPO, each stage timed, each alignment audited.
 
 The start model is SmolLM2-135M-Instruct taught the example pack (`examples/brindlemoor_kite_works.yaml`)
-for 2 epochs at learning rate 6e-4 instead of the default 6 at 1e-3, so that it knows the pack only in part
+for 2 epochs at learning rate 6e-4 in fp32 instead of the default 6 at 1e-3, so that it knows the pack only in part
 (44% of its held-out answers right): fully taught, it already gives the answers the rule prefers and feedback
 has nothing left to improve. (Taught 2 epochs at 1e-3 it already stated the fact in 88% of its answers to
 PPO's held-out prompts, and the reward model scored even the pack's own statements of the facts only 0.38
@@ -43,7 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "examples" / "brindlemoor_kite_works.yaml"
 LIMIT_MIN = 30  # the issue's bound on each stage, on 2 CPU cores
 # The start model's teaching (each --set-teach overrides one, --teach-epochs the epochs): see the module docstring.
-TEACH = {"epochs": 2, "learning_rate": 6e-4}
+# bf16 off: taught under bf16 autocast (CPUs with AVX-512-BF16) the same 2 epochs gave a model that already
+# knew 71% of the held-out answers instead of 44%, and feedback had nothing left to teach; fp32 gives the same
+# start on every machine (the later stages keep the machine's default).
+TEACH = {"epochs": 2, "learning_rate": 6e-4, "bf16": "false"}
 # PPO as tuned for this benchmark (each --set-ppo overrides one): 4 answers per prompt, each scored against its
 # siblings' mean; short answers (the pack's are one sentence); 30 steps of 40-46 s took 26-29 minutes with the
 # measurements and audits, inside the 30-minute bound (40 steps would take ~33; slower machine: --set-ppo steps=25).
