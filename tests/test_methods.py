@@ -138,7 +138,7 @@ def test_bad_audit_file_is_refused(work, tiny_model, reward_run, tmp_path):
 def cli_args(case: str, settings: dict) -> list[str]:
     """`knowtune VERB ...` for the settings (the verb made from the method table)."""
     m = method_of(case)
-    verb = ["reward", "train"] if m.name == "reward" else [m.name]
+    verb = m.words()
     args = list(settings.pop(m.argument)) if isinstance(settings.get(m.argument), list) else [settings.pop(m.argument)]
     for k, v in settings.items():
         if isinstance(v, bool):
@@ -210,7 +210,7 @@ def test_cli_verbs_are_the_method_table():
             commands[f"{name} {sub}"] = cmd
     made = {name: cmd.callback.method for name, cmd in commands.items() if hasattr(cmd.callback, "method")}
     assert {m.name for m in made.values()} == set(METHODS), "a method of the table has no verb"
-    assert {name: m.name for name, m in made.items()} == {("reward train" if n == "reward" else n): n for n in METHODS}
+    assert {name: m.name for name, m in made.items()} == {" ".join(m.words()): n for n, m in METHODS.items()}
     for verb, method_cls in made.items():
         options = {p.name for p in commands[verb].params}
         assert set(method_cls.Settings.model_fields) <= options, (verb, set(method_cls.Settings.model_fields) - options)

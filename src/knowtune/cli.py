@@ -514,12 +514,13 @@ def method_command(method_cls):
 
 
 def _register_methods() -> None:
-    """One verb per method of the table (`reward` lives under `knowtune reward train`)."""
+    """One verb per method of the table (a method's `verb` may put it in a group: `knowtune reward train`)."""
     from knowtune.train.methods import METHODS
 
+    groups = {"reward": reward_app}
     for m in METHODS.values():
-        group, verb = (reward_app, "train") if m.name == "reward" else (app, m.name)
-        group.command(verb, help=m.help, rich_help_panel="Training methods (each run: audit before, train, audit after, report)")(method_command(m))
+        *group, verb = m.words()
+        (groups[group[0]] if group else app).command(verb, help=m.help, rich_help_panel="Training methods (each run: audit before, train, audit after, report)")(method_command(m))
 
 
 _register_methods()

@@ -129,10 +129,16 @@ class Run:
 class Method(ABC):
     """A training method: its settings, its data preparation, its training. The lifecycle does the rest."""
     name: ClassVar[str]  # the CLI verb and the method table's key
+    verb: ClassVar[str] = ""  # the CLI words when they are not the name (reward: "reward train")
     help: ClassVar[str]  # what the verb does, for --help
     Settings: ClassVar[type[RunSettings]]
     argument: ClassVar[str] = "data"  # the setting given as the verb's positional argument(s)
     reads_ratings: ClassVar[bool] = False  # its data may be rating databases, read by the front end
+
+    @classmethod
+    def words(cls) -> list[str]:
+        """The CLI words of its verb: `knowtune WORDS ...`."""
+        return (cls.verb or cls.name).split()
 
     def __init__(self, pairs: list | None = None):
         self.pairs = pairs  # preference pairs the front end read from rating databases; None: read s.data

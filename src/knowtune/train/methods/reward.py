@@ -139,6 +139,7 @@ class PairData:
 
 class Reward(Method):
     name = "reward"
+    verb = "reward train"
     help = ("Train a reward model (a scalar head on the base LLM, LoRA) with trl's RewardTrainer and report its "
             "accuracy on held-out pairs (prompts it never saw).")
     Settings = RewardSettings
@@ -183,6 +184,7 @@ class Reward(Method):
         raw = rm.raw_scores([p.prompt for p in pairs.train] * 2,
                             [p.chosen for p in pairs.train] + [p.rejected for p in pairs.train])
         rm.mean, rm.std = statistics.fmean(raw), statistics.pstdev(raw) or 1.0
+        self.saved = (str(run.dir), rm)  # the after-audit scores with this one instead of loading it again
         write_json(run.dir / "reward.json", {"scale": {"mean": rm.mean, "std": rm.std},
                                              "heldout_after": pair_accuracy(rm, pairs.held),
                                              "train_after": pair_accuracy(rm, pairs.train[:200])})
@@ -192,7 +194,8 @@ class Reward(Method):
         against another's) as the probes, general questions the same way as the retention set."""
         pairs: PairData = prep.data
         if after:
-            rm = RewardModel.load(ref, log=log)  # as PPO loads it
+            saved = getattr(self, "saved", None)
+            rm = saved[1] if saved and saved[0] == str(ref) else RewardModel.load(ref, log=log)  # as PPO loads it
         else:
             rm = RewardModel(*build_reward_backbone(ref, s.seed, log=log))  # the new head: about chance
         return pair_audit(rm, pairs.held + answer_pairs(prep.audit.probes), answer_pairs(retention_probes()))
