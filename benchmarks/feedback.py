@@ -122,7 +122,7 @@ def pack_prompts(start: Path, out: Path) -> tuple[dict, Path, Path]:
 def collect_ratings(start: Path, facts: dict, prompts: Path, out: Path, log) -> dict:
     from knowtune.data.preference import agreement, parse_prompt_lines, preference_pairs
     from knowtune.io import write_json, write_jsonl
-    from knowtune.models.load import load_for_inference
+    from knowtune.models.load import load_for_answering
     from knowtune.web.auth import hash_password
     from knowtune.web.generate import write_answers
     from knowtune.web.store import Store
@@ -136,7 +136,7 @@ def collect_ratings(start: Path, facts: dict, prompts: Path, out: Path, log) -> 
     if waiting:
         from tqdm.auto import tqdm
 
-        model, tokenizer = load_for_inference(str(start), log=log)
+        model, tokenizer = load_for_answering(str(start), log=log)
         with tqdm(total=len(waiting), desc="Writing 4 answers per prompt", unit="prompt") as bar:
             write_answers(store, model, tokenizer, str(start), waiting, per_prompt=4, batch_size=16, progress=bar.update)
     while (comp := store.next_comparison(rater)) is not None:

@@ -98,9 +98,9 @@ def teach(s: dict, run_dir: Path, src: str | None, overrides: list[str], log_fil
 def answer_all(model_ref: str, s: dict) -> dict:
     """Greedy answers of one model to a set's held-out and unknown questions."""
     from knowtune.eval.generate import GenerationSettings, generate_scored
-    from knowtune.models import load_for_inference
+    from knowtune.models import load_for_answering
 
-    model, tok = load_for_inference(model_ref, log=lambda *a: None)
+    model, tok = load_for_answering(model_ref, log=lambda *a: None)
     asked = lambda q: q if s["style"] == "plain" else [{"role": "user", "content": q}]
     items = [(s["style"], asked(r["question"])) for r in s["heldout"] + s["unknowns"]]
     scored = generate_scored(model, tok, items, GenerationSettings(max_new_tokens=48))

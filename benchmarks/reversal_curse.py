@@ -52,7 +52,7 @@ def main() -> None:
     import yaml
 
     from knowtune.io import write_json
-    from knowtune.models.load import load_for_inference
+    from knowtune.models.load import load_for_answering
     from knowtune.train import lifecycle
     from knowtune.train.methods.teach import Teach, TeachSettings
 
@@ -66,7 +66,7 @@ def main() -> None:
                                    test_fraction=0.0, audit=False)
     if not (out / "adapter").exists() and not (out / "model").exists():
         lifecycle.run(Teach(), s, resume=args.resume or (out / "config.yaml").exists())
-    model, tokenizer = load_for_inference(str(out), log=lambda *a: None)
+    model, tokenizer = load_for_answering(str(out), log=lambda *a: None)
 
     results = {}
     for name, what, paper in TESTS:

@@ -6,13 +6,23 @@ after the other, each in a fresh Python process so that peak memory is measured 
 
 - trl:      SFTTrainer with trl's defaults (gradient checkpointing on, bf16 on), prompt/completion rows.
 - knowtune: the trainer `knowtune teach` builds (answer-only vocabulary projection, length-grouped batches,
-            bf16 autocast where the CPU has it, no gradient checkpointing), with the audit and checkpoints off.
+            bf16 autocast where the CPU has it, no gradient checkpointing, eager attention on CPU, a bf16 copy of
+            the frozen output projection, adapter inputs left in bf16), with the audit and checkpoints off.
+- profile:  a few steps of the knowtune trainer under torch.profiler: the share of step time in matmuls,
+            attention, the vocabulary projection and loss, the optimiser, the data pipeline and other ops; one
+            step's FLOPs (torch's FlopCounterMode), and from them the share of this machine's matmul peak
+            (a 2048x2048 matmul in the step's precision) the timed knowtune run reached. The ops that took the
+            most time, by input shape, go to OUT with the suffix .profile.txt.
+- audit:    the start model's knowledge audit on the pack, as `knowtune teach` runs it: questions per second.
+- --ablate: one more knowtune run without each speed lever (--without turns one off everywhere), to show
+            what each is worth.
 
 Tokens per second counts the real (unpadded) tokens of every example seen, divided by the wall time of
 `trainer.train()`. Peak memory is the process's peak resident set size on CPU (the whole process: Python,
 libraries, model, optimiser, activations), or peak allocated GPU memory on CUDA.
 
-    python benchmarks/teach_speed.py [--pack examples/brindlemoor_kite_works.yaml] [--epochs 2]
+    python benchmarks/teach_speed.py [--pack examples/brindlemoor_kite_works.yaml] [--epochs 2] [--ablate]
+                                     [--without LEVER] [--profile-steps 6] [--no-audit]
 """
 
 from __future__ import annotations
@@ -96,6 +106,28 @@ def _trl_trainer(model, tok, rows, s, out):
                       peft_config=_lora(s))
 
 
+# The speed levers of the knowtune step, each of which --without turns off (to show what it is worth).
+LEVERS = {
+    "eager-attention": ("knowtune.train.methods.teach", "cpu_training_attention", lambda model: None),
+    "adapter-input-casts": ("knowtune.train.methods.teach", "keep_adapter_inputs_bf16", lambda model: 0),
+    "bf16-head": ("knowtune.train.methods.teach_trainer", "ProbeSFTTrainer.bf16_head", lambda self, model: None),
+    "no-extra-padding": ("knowtune.train.methods.teach", "PAD_TO", 16),
+}
+
+
+def without(levers: list[str]) -> None:
+    """Turn levers off in this process (the plain path they replace runs instead)."""
+    import importlib
+
+    for name in levers:
+        module, attr, off = LEVERS[name]
+        owner = importlib.import_module(module)
+        *path, last = attr.split(".")
+        for p in path:
+            owner = getattr(owner, p)
+        setattr(owner, last, off)
+
+
 def _knowtune_trainer(model, tok, rows, s, out):
     from knowtune.data.augment import TrainItem
     from knowtune.train.methods.teach import build_trainer
@@ -106,43 +138,209 @@ def _knowtune_trainer(model, tok, rows, s, out):
     return trainer
 
 
+# --- where a step's time goes ---------------------------------------------------------------------------
+CATEGORIES = ("matmuls", "attention", "vocabulary projection and loss", "optimiser", "data pipeline", "other ops")
+
+
+def category(event, vocab: int) -> str:
+    """The share of step time an op's own time counts to: by the phase it runs in (the data loader, the
+    optimiser step), else by what it is (a matmul on the vocabulary's width counts to the projection)."""
+    parent = event
+    while parent is not None:
+        if parent.name.startswith("enumerate(DataLoader)"):
+            return "data pipeline"
+        if parent.name.startswith("Optimizer.") or "clip_grad" in parent.name:
+            return "optimiser"
+        parent = parent.cpu_parent
+    name = event.name
+    if ("scaled_dot_product" in name or "flash_attention" in name or "softmax" in name and "log_softmax" not in name
+            or name in ("aten::bmm", "aten::baddbmm")):  # SDPA's kernels, or eager attention's batched matmuls and softmax
+        return "attention"
+    if any(vocab in shape for shape in (event.input_shapes or []) if isinstance(shape, (list, tuple))) \
+            or "log_softmax" in name or "nll_loss" in name or "cross_entropy" in name:
+        return "vocabulary projection and loss"
+    if name in ("aten::mm", "aten::addmm", "aten::matmul", "aten::linear"):
+        return "matmuls"
+    return "other ops"
+
+
+def profile_child(args) -> dict:
+    """Train a few steps with the knowtune trainer: count the FLOPs of one step (torch's FlopCounterMode:
+    matmuls and attention, forward and backward) and profile the next ones (torch.profiler): each op's own
+    time by category, and the wall time of the steps."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import TrainerCallback
+
+    from knowtune.models import load_model_and_tokenizer
+    from knowtune.train.methods.teach import TeachSettings
+
+    torch.manual_seed(0)
+    warm, flop_step, n = 3, 4, args.profile_steps
+    s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False, max_steps=flop_step + n + 1)
+    model, tok = load_model_and_tokenizer(s.model, log=lambda *a: None)
+    trainer = _knowtune_trainer(model, tok, rows_for(tok, s), s, Path(tempfile.mkdtemp(prefix="teach-speed-profile-")))
+    collate, tokens = trainer.data_collator, []
+
+    def counting(features):  # the real (unpadded) tokens of each batch, as the timed runs count them
+        tokens.append(sum(len(f["input_ids"]) for f in features))
+        return collate(features)
+
+    trainer.data_collator = counting
+    state = {}
+
+    class Profile(TrainerCallback):
+        def on_step_begin(self, a, st, control, **kw):
+            if st.global_step == flop_step - 1:
+                state["flops"] = FlopCounterMode(display=False)
+                state["flops"].__enter__()
+                state["flop_tokens"] = tokens[-1]
+
+        def on_step_end(self, a, st, control, **kw):
+            if st.global_step == flop_step:
+                state["flops"].__exit__(None, None, None)
+                state["prof"] = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
+                state["prof"].__enter__()
+                state["t0"], state["n0"] = time.perf_counter(), len(tokens)
+            elif st.global_step == flop_step + n:
+                state["seconds"] = time.perf_counter() - state["t0"]
+                state["tokens"] = sum(tokens[state["n0"]:])
+                state["prof"].__exit__(None, None, None)
+
+    assert warm < flop_step
+    trainer.add_callback(Profile())
+    trainer.train()
+    vocab = model.get_output_embeddings().weight.shape[0]
+    own = dict.fromkeys(CATEGORIES, 0.0)
+    for e in state["prof"].events():
+        own[category(e, vocab)] += e.self_cpu_time_total / 1e6
+    wall = state["seconds"]
+    own["python and the rest"] = max(0.0, wall - sum(own.values()))
+    return {"which": "profile", "steps": n, "seconds": wall, "tokens": state["tokens"],
+            "flops_per_token": state["flops"].get_total_flops() / state["flop_tokens"],
+            "shares": {k: v / wall for k, v in own.items()}, "bf16": bool(trainer.args.bf16),
+            "threads": torch.get_num_threads(),
+            "top_ops": state["prof"].key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=30)}
+
+
+def audit_child(args) -> dict:
+    """Time the knowledge audit of the start model on the pack, as `knowtune teach` runs it: the held-out
+    probes, the retention set and the unknown questions, generated and scored; questions per second."""
+    import torch
+
+    from knowtune.eval.audit import audit_model
+    from knowtune.train.methods.teach import Teach, TeachSettings
+
+    torch.manual_seed(0)
+    s = TeachSettings(data=[args.pack], model=args.model)
+    aset = Teach().prepare(s, log=lambda *a: None).audit
+    start = time.perf_counter()
+    audit = audit_model(s.model, aset, after=False, log=lambda *a: None)
+    seconds = time.perf_counter() - start  # the model's loading included, as in a run
+    n = len(audit["probes"]) + len(audit["retention"]) + len(audit["unknowns"])
+    return {"which": "audit", "questions": n, "seconds": seconds, "questions_per_second": n / seconds,
+            "probe_accuracy": audit["probe_accuracy"], "retention_accuracy": audit["retention_accuracy"]}
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, reps: int = 10) -> float:
+    """FLOP/s of a size x size matmul in this process's threads: the ceiling a training step's matmuls have."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * size ** 3 * reps / (time.perf_counter() - start)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pack", default=str(ROOT / "examples" / "brindlemoor_kite_works.yaml"))
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "teach_speed.json"))
-    ap.add_argument("--child", choices=["trl", "knowtune"], help=argparse.SUPPRESS)
+    ap.add_argument("--profile-steps", type=int, default=6, help="training steps profiled for the time shares (0: none)")
+    ap.add_argument("--no-audit", dest="audit", action="store_false", help="skip timing the start model's audit")
+    ap.add_argument("--without", action="append", default=[], choices=sorted(LEVERS),
+                    help="turn a speed lever off in the knowtune runs (repeatable); --ablate runs one knowtune run without each")
+    ap.add_argument("--ablate", action="store_true", help="also time knowtune without each lever, one run per lever")
+    ap.add_argument("--child", choices=["trl", "knowtune", "profile", "audit"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, args)), flush=True)
+        without(args.without)
+        result = {"profile": profile_child, "audit": audit_child}.get(args.child, lambda a: child(args.child, a))(args)
+        print("RESULT " + json.dumps(result), flush=True)
         return
 
     results = {}
-    for which in ("trl", "knowtune"):
-        print(f"Running {which} ...", flush=True)
+    runs = [("trl", "trl", []), ("knowtune", "knowtune", args.without)]
+    runs += [("profile", "profile", args.without)] if args.profile_steps > 0 else []
+    runs += [(f"knowtune without {lever}", "knowtune", [*args.without, lever]) for lever in LEVERS if args.ablate]
+    runs += [("audit", "audit", [])] if args.audit else []
+    for name, which, off in runs:
+        print(f"Running {name} ...", flush=True)
         cmd = [sys.executable, __file__, "--child", which, "--pack", args.pack, "--model", args.model,
-               "--epochs", str(args.epochs)]
+               "--epochs", str(args.epochs), "--profile-steps", str(args.profile_steps), *(f"--without={x}" for x in off)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if proc.returncode or line is None:
-            sys.exit(f"The {which} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        results[which] = json.loads(line[len("RESULT "):])
+            sys.exit(f"The {name} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        results[name] = json.loads(line[len("RESULT "):])
 
     t, k = results["trl"], results["knowtune"]
     speed, memory = k["tokens_per_second"] / t["tokens_per_second"], k["peak_memory_bytes"] / t["peak_memory_bytes"]
     print(f"\nteach_speed: {args.model}, LoRA r{k['lora_r']}, batch {k['batch_size']}, lr {k['learning_rate']:g}, "
           f"{args.epochs} epochs of {Path(args.pack).name} ({k['examples']} examples), {k['memory_kind']}\n")
-    print(f"{'':10} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'peak MiB':>9} {'loss':>6}")
-    for name, r in (("trl", t), ("knowtune", k)):
-        print(f"{name:10} {r['tokens']:>8} {r['seconds']:>8.1f} {r['tokens_per_second']:>9.0f} "
+    print(f"{'':36} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'peak MiB':>9} {'loss':>6}")
+    for name, r in [(n, r) for n, r in results.items() if n.startswith(("trl", "knowtune"))]:
+        print(f"{name:36} {r['tokens']:>8} {r['seconds']:>8.1f} {r['tokens_per_second']:>9.0f} "
               f"{r['peak_memory_bytes'] / 2**20:>9.0f} {r['final_loss'] or float('nan'):>6.3f}")
-    print(f"\nspeed ratio (knowtune / trl): {speed:.2f}x   (target >= 1.2x)")
-    print(f"memory ratio (knowtune / trl): {memory:.2f}x   (target <= 1.1x)")
+    if args.without:
+        print(f"\n(knowtune here without: {', '.join(args.without)})")
+    print(f"\nspeed ratio (knowtune / trl): {speed:.2f}x   (target >= 4x)")
+    print(f"memory ratio (knowtune / trl): {memory:.2f}x   (target <= 1.0x)")
+    summary = {**results, "speed_ratio": speed, "memory_ratio": memory}
+    for name, r in results.items():
+        if name.startswith("knowtune without"):
+            print(f"{name[len('knowtune '):]}: {k['tokens_per_second'] / r['tokens_per_second']:.2f}x faster with it")
+    if "profile" in results:
+        summary["profile"] = report_profile(results["profile"], k, args.out)
+    if "audit" in results:
+        a = summary["audit"] = results["audit"]
+        print(f"\naudit of the start model: {a['questions']} questions in {a['seconds']:.0f} s = "
+              f"{a['questions_per_second']:.1f} questions/s (loading included; held-out {a['probe_accuracy']:.1%}, "
+              f"retention {a['retention_accuracy']:.1%})")
     from knowtune.io import write_json
 
-    write_json(Path(args.out), {"trl": t, "knowtune": k, "speed_ratio": speed, "memory_ratio": memory})
+    write_json(Path(args.out), summary)
     print(f"Written to {args.out}")
+
+
+def report_profile(p: dict, k: dict, out: str) -> dict:
+    """Print where the knowtune step's time goes and how near the matmul ceiling it runs."""
+    import torch
+
+    dtype = "bfloat16" if p["bf16"] else "float32"
+    peak = matmul_peak(dtype)
+    achieved = p["flops_per_token"] * k["tokens_per_second"]
+    ceiling = peak / p["flops_per_token"]
+    print(f"\nWhere a knowtune step's time goes ({p['steps']} steps profiled, {p['tokens'] / p['seconds']:.0f} tokens/s "
+          f"while profiled, {p['threads']} threads):")
+    for name, share in p["shares"].items():
+        print(f"  {name:32} {share:6.1%}")
+    print(f"\n{p['flops_per_token'] / 1e9:.2f} GFLOP per trained token (matmuls and attention, forward and backward)")
+    print(f"{dtype} matmul peak of this machine (2048x2048, {torch.get_num_threads()} threads): {peak / 1e12:.2f} TFLOP/s "
+          f"-> ceiling {ceiling:.0f} tokens/s")
+    print(f"the knowtune step reaches {achieved / 1e12:.3f} TFLOP/s = {achieved / peak:.0%} of that peak")
+    table = Path(out).with_suffix(".profile.txt")
+    table.write_text(p.pop("top_ops"))
+    print(f"the ops that took the most time, by input shape: {table}")
+    return {**p, "matmul_peak_flops": peak, "matmul_dtype": dtype, "ceiling_tokens_per_second": ceiling,
+            "share_of_peak": achieved / peak}
 
 
 if __name__ == "__main__":

@@ -181,10 +181,10 @@ def eval_(model: str = typer.Argument(..., help="A run folder, model alias, loca
     from knowtune.data.validate import load_examples
     from knowtune.eval.audit import accuracy, score_probes
     from knowtune.eval.generate import GenerationSettings
-    from knowtune.models import load_for_inference
+    from knowtune.models import load_for_answering
 
     examples, _ = load_examples([probes], min_examples=1)
-    m, tok = load_for_inference(model, log=err.print)
+    m, tok = load_for_answering(model, log=err.print)
     rows = score_probes(m, tok, user_probes(examples, []), GenerationSettings(max_new_tokens=max_new_tokens))
     acc = accuracy(rows)
     if as_json:
@@ -206,11 +206,11 @@ def ask(model: str = typer.Argument(..., help="A run folder, model alias, local 
     from knowtune.eval.calibration import min_confidence as floor_of
     from knowtune.eval.generate import GenerationSettings
     from knowtune.eval.grounding import Grounding
-    from knowtune.models import load_for_inference
+    from knowtune.models import load_for_answering
 
     floor = floor_of(min_confidence, model, precision)
     grounding = Grounding.of_run(model) if grounded else None
-    m, tok = load_for_inference(model, log=err.print)
+    m, tok = load_for_answering(model, log=err.print)
     print(answer_or_decline(m, tok, [("chat", [{"role": "user", "content": question}])],
                             GenerationSettings(max_new_tokens=max_new_tokens), floor, grounding)[0])
 
@@ -228,11 +228,11 @@ def chat(model: str = typer.Argument(..., help="A run folder, model alias, local
     from knowtune.eval.calibration import min_confidence as floor_of
     from knowtune.eval.generate import GenerationSettings
     from knowtune.eval.grounding import Grounding
-    from knowtune.models import load_for_inference
+    from knowtune.models import load_for_answering
 
     floor = floor_of(min_confidence, model, precision)
     grounding = Grounding.of_run(model) if grounded else None
-    m, tok = load_for_inference(model, log=err.print)
+    m, tok = load_for_answering(model, log=err.print)
     history: list[dict] = []
     while True:
         try:

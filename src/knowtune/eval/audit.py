@@ -210,10 +210,10 @@ def audit_model(ref: str, aset: AuditSet, after: bool, log=print) -> dict:
     probes, also choose the confidence thresholds on them (the run's confidence.json) and say what they keep
     of the held-out questions (the audit's "confidence")."""
     from knowtune.eval import calibration
-    from knowtune.models.load import load_for_inference
+    from knowtune.models.load import load_for_answering
     from knowtune.progress import phase
 
-    model, tokenizer = load_for_inference(ref, log=log)
+    model, tokenizer = load_for_answering(ref, log=log)
     gen = GenerationSettings(max_new_tokens=aset.max_new_tokens)
     retention = retention_probes()
     what = "saved run" if after else "start model"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
+from knowtune.models.precision import answering_precision
 
 @dataclass
 class GenerationSettings:
@@ -72,9 +72,10 @@ def _generate_scored(model, tokenizer, items, settings: GenerationSettings, prog
         width = ids.shape[1]
         sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p,
                     "top_k": 0} if settings.temperature > 0 else {"do_sample": False}
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **sampling,
-                             max_new_tokens=settings.max_new_tokens, pad_token_id=pad,
-                             eos_token_id=tokenizer.eos_token_id, output_scores=confidence, return_dict_in_generate=True)
+        with answering_precision(model):
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **sampling,
+                                 max_new_tokens=settings.max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+                                 output_scores=confidence, return_dict_in_generate=True)
         conf = token_confidence(out.scores, out.sequences[:, width:], tokenizer.eos_token_id) if confidence else [None] * len(batch)
         for row, i in enumerate(batch):
             answers[i] = (tokenizer.decode(out.sequences[row, width:], skip_special_tokens=True).strip(), conf[row])

@@ -88,6 +88,16 @@ def _load_error(name: str, model_dir: str, exc: Exception) -> KnowtuneError:
     )
 
 
+def load_for_answering(ref: str, log=print):
+    """Load a model as load_for_inference does, made ready to answer: in bf16 where that runs fast (see
+    models.precision.for_answering). For the audit, ask, chat, serve, RAG and the rating app; never for a
+    model that will train or be saved."""
+    from knowtune.models.precision import for_answering
+
+    model, tokenizer = load_for_inference(ref, log=log)
+    return for_answering(model), tokenizer
+
+
 def load_for_inference(ref: str, log=print):
     """Load a model for answering: a knowtune run folder (its base, itself perhaps a run, + adapter/ merged;
     or model/) or any model reference."""

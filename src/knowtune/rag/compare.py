@@ -51,7 +51,7 @@ def rag_prompt(p: Probe, passages: list[Chunk]):
 
 def compare(data: list[str], probes_path: str, tuned: str, base: str | None = None, retriever: str = "bm25",
             k: int = 3, max_new_tokens: int = 40, out: str | Path | None = None, log=print) -> dict:
-    from knowtune.models.load import load_for_inference
+    from knowtune.models.load import load_for_answering
     from knowtune.rag.retrieve import make_retriever
 
     run = Path(tuned)
@@ -70,7 +70,7 @@ def compare(data: list[str], probes_path: str, tuned: str, base: str | None = No
 
     arms, rows = [], {}
     for ref_name, ref in (("base", base), ("tuned", tuned)):
-        model, tok = load_for_inference(ref, log=log)
+        model, tok = load_for_answering(ref, log=log)
         for arm, which, use_rag in ARMS:
             if which != ref_name:
                 continue

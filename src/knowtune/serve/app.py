@@ -48,6 +48,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from knowtune.data.knowledge import question_text
 from knowtune.httplimits import BodyLimit
+from knowtune.models.precision import answering_precision
 from knowtune.serve.http import (ApiError, ChatRequest, CompletionRequest, Sampling, bad_length, busy,
                                  install_error_handlers, invalid_request, require_key, too_large)
 
@@ -107,11 +108,11 @@ class ChatModel:
 
     def __init__(self, ref: str, name: str | None = None, log=print, min_confidence: float | None = None,
                  grounding=None):
-        from knowtune.models.load import load_for_inference
+        from knowtune.models.load import load_for_answering
 
         self.min_confidence = min_confidence  # below it a reply is replaced by a short refusal
         self.grounding = grounding  # a `grounding.Grounding`: ungrounded replies are replaced by a short refusal
-        self.model, self.tokenizer = load_for_inference(ref, log=log)
+        self.model, self.tokenizer = load_for_answering(ref, log=log)
         self.model.eval()
         self.name = name or Path(ref.rstrip("/")).name or ref
         self.lock = threading.Lock()
@@ -151,7 +152,7 @@ class ChatModel:
         checked = self.grounding if question else None
         inputs = torch.tensor([ids], device=self.model.device)  # (1, T)
         streamer = _Pieces(self.tokenizer, on_text) if on_text and floor is None and checked is None else None
-        with self.lock, torch.no_grad():
+        with self.lock, torch.no_grad(), answering_precision(self.model):
             out = self.model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), streamer=streamer,
                                       stopping_criteria=StoppingCriteriaList([stop] if stop else []),
                                       output_scores=floor is not None, return_dict_in_generate=True,

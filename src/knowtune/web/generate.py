@@ -40,10 +40,10 @@ class AnswerWriter:
     def _run(self, job: int, prompts, batch_size: int) -> None:
         try:
             if self._model is None:
-                from knowtune.models import load_for_inference
+                from knowtune.models import load_for_answering
 
                 self.store.update_job(job, message=f"loading {self.model_ref}")
-                self._model = load_for_inference(self.model_ref, log=lambda *a: None)
+                self._model = load_for_answering(self.model_ref, log=lambda *a: None)
             done = 0
 
             def progress(n: int) -> None:

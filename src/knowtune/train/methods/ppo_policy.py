@@ -17,7 +17,7 @@ from transformers import get_scheduler
 
 from knowtune.eval.generate import pad_batch
 from knowtune.io import replace_dir
-from knowtune.train.hf import use_bf16
+from knowtune.models.precision import use_bf16
 from knowtune.train.methods import ppo_losses as L
 
 @dataclass

@@ -25,7 +25,8 @@ from knowtune.data.preference import Pair, load_pairs, split_pairs
 from knowtune.errors import KnowtuneError
 from knowtune.eval.audit import AuditSet, accuracy, probes_file, retention_probes
 from knowtune.io import write_json
-from knowtune.train.hf import frozen_linears_to_bf16, lora_config, train_resumable, training_args
+from knowtune.models.precision import bf16_linears
+from knowtune.train.hf import lora_config, train_resumable, training_args
 from knowtune.train.lifecycle import Method, Prepared, Run, Trained
 
 
@@ -166,7 +167,7 @@ class Reward(Method):
         cfg = training_args(RewardConfig, s, run.dir, len(pairs.train), max_length=s.max_length,
                             activation_checkpointing=False, center_rewards_coefficient=s.center_rewards or None)
         if cfg.bf16:
-            frozen_linears_to_bf16(model, keep=(model.score,))
+            bf16_linears(model, keep=(model.score,))
         guard = FiniteGuard()
         trainer = RewardTrainer(model=model, args=cfg, train_dataset=_encoded(tokenizer, pairs.train),
                                 processing_class=tokenizer, peft_config=lora_config(s, "SEQ_CLS", modules_to_save=["score"]),

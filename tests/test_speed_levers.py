@@ -1,0 +1,125 @@
+"""The speed levers change no number that matters: each training lever is checked against the plain path
+(loss and gradients of the trained weights), and answering in bf16 against fp32 logits, on the tiny model."""
+
+from __future__ import annotations
+
+import torch
+
+from knowtune.train.hf import cpu_training_attention, keep_adapter_inputs_bf16
+from knowtune.train.methods.teach_trainer import label_only_loss
+
+
+def lora_model(tiny_model, attention: str = "sdpa"):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attention)
+    torch.manual_seed(0)
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM",
+                                             init_lora_weights=False))  # B != 0: every adapter gets a gradient
+    return lora
+
+
+def batch(vocab: int):
+    """Two right-padded rows (the collator's layout), labels only on the answers."""
+    torch.manual_seed(1)
+    ids = torch.randint(3, vocab, (2, 14))
+    mask = torch.ones_like(ids)
+    mask[1, 10:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :6] = -100
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def loss_and_grads(model, inputs, autocast: bool = False, head=None):
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = label_only_loss(model, inputs, head=head)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def assert_same(a, b, atol):
+    (la, ga), (lb, gb) = a, b
+    assert torch.allclose(la, lb, atol=atol), (la, lb)
+    assert ga.keys() == gb.keys() and ga
+    for n in ga:
+        assert torch.allclose(ga[n], gb[n], atol=atol, rtol=1e-3), n
+
+
+def test_eager_attention_trains_as_sdpa_does(tiny_model):
+    sdpa = lora_model(tiny_model, "sdpa")
+    inputs = batch(sdpa.config.vocab_size)
+    reference = loss_and_grads(sdpa, inputs)
+    eager = lora_model(tiny_model, "sdpa")
+    cpu_training_attention(eager.get_base_model())
+    assert eager.config._attn_implementation == "eager"
+    assert_same(loss_and_grads(eager, inputs), reference, atol=1e-5)
+
+
+def test_adapter_inputs_kept_in_bf16_give_the_same_numbers(tiny_model):
+    from knowtune.models.precision import bf16_linears
+
+    model = lora_model(tiny_model)
+    bf16_linears(model.get_base_model())
+    inputs = batch(model.config.vocab_size)
+    cast = loss_and_grads(model, inputs, autocast=True)
+    assert keep_adapter_inputs_bf16(model) == 2 * 7  # every linear layer of both blocks
+    assert_same(loss_and_grads(model, inputs, autocast=True), cast, atol=0)  # autocast casts to bf16 either way
+
+
+def test_bf16_copy_of_the_frozen_head_gives_the_same_loss(tiny_model):
+    model = lora_model(tiny_model)
+    inputs = batch(model.config.vocab_size)
+    head = model.get_base_model().get_output_embeddings().weight
+    assert not head.requires_grad
+    plain = loss_and_grads(model, inputs, autocast=True)
+    assert_same(loss_and_grads(model, inputs, autocast=True, head=head.detach().to(torch.bfloat16)), plain, atol=0)
+
+
+def test_teach_trainer_uses_the_levers_on_cpu(tmp_path, tiny_model):
+    from knowtune.data.augment import TrainItem
+    from knowtune.models import load_model_and_tokenizer
+    from knowtune.train.methods.teach import TeachSettings, build_trainer
+
+    model, tok = load_model_and_tokenizer(str(tiny_model))
+    items = [TrainItem("plain", f"Question {i}:", f" answer {i}", "bench") for i in range(4)]
+    for bf16 in ("true", "false"):
+        s = TeachSettings(data=["x"], model=str(tiny_model), bf16=bf16, batch_size=2, epochs=1)
+        trainer, _ = build_trainer(s, model, tok, items, [], tmp_path / bf16)
+        assert trainer.model.config._attn_implementation == "eager"
+        lora_layers = [m for m in trainer.model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+        assert lora_layers and all(m.cast_input_dtype_enabled == (bf16 == "false") for m in lora_layers)
+        batch_ = next(iter(trainer.get_train_dataloader()))
+        trainer.model.train()
+        assert torch.isfinite(trainer.compute_loss(trainer.model, batch_))
+        assert (trainer.frozen_head is not None) == (bf16 == "true")
+        model, tok = load_model_and_tokenizer(str(tiny_model))
+
+
+def test_answering_in_bf16_keeps_the_logits_and_the_embeddings(tiny_model):
+    """for_answering: linear layers in bf16, the tied output projection as its own bf16 copy, embeddings and
+    norms fp32; under answering_precision its logits stay within bf16 rounding of the fp32 model's."""
+    from transformers import AutoModelForCausalLM
+
+    from knowtune.eval.generate import generate_answers
+    from knowtune.models import load_tokenizer
+    from knowtune.models.precision import answering_precision, for_answering
+
+    fp32 = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    assert for_answering(fp32, "false") is fp32 and not getattr(fp32, "answers_in_bf16", False)
+    model = for_answering(AutoModelForCausalLM.from_pretrained(tiny_model).eval(), "true")
+    assert model.answers_in_bf16
+    assert model.model.layers[0].mlp.down_proj.weight.dtype == torch.bfloat16
+    assert model.get_output_embeddings().weight.dtype == torch.bfloat16
+    assert model.get_input_embeddings().weight.dtype == torch.float32
+    assert model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+    ids = batch(model.config.vocab_size)["input_ids"]
+    with torch.no_grad(), answering_precision(model):
+        got = model(input_ids=ids).logits.float()
+    with torch.no_grad():
+        want = fp32(input_ids=ids).logits
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    tok = load_tokenizer(str(tiny_model))
+    answers = generate_answers(model, tok, [("plain", "Question 1:"), ("plain", "Question 22:")])
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
