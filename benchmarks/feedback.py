@@ -2,7 +2,7 @@
 ratings -> reward model -> PPO and DPO, each stage timed, each alignment audited.
 
 The start model is SmolLM2-135M-Instruct taught the example pack (`examples/brindlemoor_kite_works.yaml`)
-for 2 epochs at learning rate 6e-4 in fp32 instead of the default 6 at 1e-3, so that it knows the pack only in part
+for 1 epoch at learning rate 6e-4 instead of the default 6 at 1e-3, so that it knows the pack only in part
 (44% of its held-out answers right): fully taught, it already gives the answers the rule prefers and feedback
 has nothing left to improve. (Taught 2 epochs at 1e-3 it already stated the fact in 88% of its answers to
 PPO's held-out prompts, and the reward model scored even the pack's own statements of the facts only 0.38
@@ -43,10 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "examples" / "brindlemoor_kite_works.yaml"
 LIMIT_MIN = 30  # the issue's bound on each stage, on 2 CPU cores
 # The start model's teaching (each --set-teach overrides one, --teach-epochs the epochs): see the module docstring.
-# bf16 off: taught under bf16 autocast (CPUs with AVX-512-BF16) the same 2 epochs gave a model that already
-# knew 71% of the held-out answers instead of 44%, and feedback had nothing left to teach; fp32 gives the same
-# start on every machine (the later stages keep the machine's default).
-TEACH = {"epochs": 2, "learning_rate": 6e-4, "bf16": "false"}
+# One epoch: since the pack gained views and casual probes (issue 15), 2 epochs at 6e-4 already answered 71-72% of
+# the held-out questions (in bf16 and in fp32 alike), and feedback had little left to teach.
+TEACH = {"epochs": 1, "learning_rate": 6e-4}
 # PPO as tuned for this benchmark (each --set-ppo overrides one): 4 answers per prompt, each scored against its
 # siblings' mean; short answers (the pack's are one sentence); 30 steps of 40-46 s took 26-29 minutes with the
 # measurements and audits, inside the 30-minute bound (40 steps would take ~33; slower machine: --set-ppo steps=25).
@@ -175,6 +174,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "feedback"))
     ap.add_argument("--teach-epochs", type=int, help=f"epochs of the start model's teaching (default {TEACH['epochs']})")
     ap.add_argument("--stop-after", choices=["teach", "ratings", "reward", "ppo"], help="end after this stage")
+    ap.add_argument("--skip-ppo", action="store_true", help="leave PPO out (the longest stage); its rows show n/a")
     for stage in ("teach", "reward", "ppo", "dpo"):
         ap.add_argument(f"--set-{stage}", action="append", default=[], metavar="NAME=VALUE", help=f"override a {stage} setting")
     args = ap.parse_args()
@@ -221,9 +221,9 @@ def main() -> None:
 
     ps = ppo.PPOSettings(**{"model": str(start), "reward": str(out / "reward"), "prompts": [str(prompts)],
                             "probes": str(probes), "out": str(out / "ppo"), **PPO, **extra["ppo"]})
-    pp = timed("ppo", lambda: stage(ppo.PPO(), ps, resume=(out / "ppo" / "config.yaml").exists()), times,
-               out / "ppo" / "audit.json", record)
-    pp_reward = json.loads((out / "ppo" / "ppo.json").read_text())
+    if not args.skip_ppo:
+        pp = timed("ppo", lambda: stage(ppo.PPO(), ps, resume=(out / "ppo" / "config.yaml").exists()), times,
+                   out / "ppo" / "audit.json", record)
     if args.stop_after == "ppo":
         return
 
@@ -231,24 +231,28 @@ def main() -> None:
                             "reward": str(out / "reward"), "out": str(out / "dpo"), **DPO, **extra["dpo"]})
     dp = timed("dpo", lambda: stage(dpo.DPO(), ds), times, out / "dpo" / "audit.json", record)
     measure = lambda audit, start: next((m for m in audit["measures"] if m["name"].startswith(start)), {})  # noqa: E731
-    rb, ra = pp_reward["reward_before"], pp_reward["reward_after"]
-
-    ppo_answers = json.loads((out / "ppo" / "answers.json").read_text())
-    ppo_pref = preferred_rate([{"prompt": b["prompt"], "before": b["answer"], "after": a["answer"]}
-                               for b, a in zip(ppo_answers["before"], ppo_answers["after"])], facts)
     dpo_pref = preferred_rate(json.loads((out / "dpo" / "answers.json").read_text()), facts)
     summary = {"times_min": times, "ratings": ratings,
                "reward": {"heldout_accuracy": rm_scale["heldout_after"]["accuracy"], "heldout_pairs": rm_scale["heldout_after"]["n"],
                           "before_training": rm["summary"]["probe_accuracy_before"]},
-               "ppo": {"reward_before": rb, "reward_after": ra,
-                       "gain_in_std": (ra["reward_mean"] - rb["reward_mean"]) / (rb["reward_std"] or 1.0),
-                       "sampled_gain_in_std": (ra["sampled_reward_mean"] - rb["sampled_reward_mean"]) / (rb["sampled_reward_std"] or 1.0),
-                       "stopped": pp_reward["stopped"], "steps": pp["training"]["steps"],
-                       "kl_stop": pp["settings"]["kl_stop"], "rule_preferred": ppo_pref, "audit": pp["summary"]},
+               "ppo": None if args.skip_ppo else ppo_summary(out, pp, facts),
                "dpo": {"heldout_preference_accuracy": measure(dp, "Held-out pairs").get("after"), "rule_preferred": dpo_pref,
                        "reward": measure(dp, "Mean reward"), "audit": dp["summary"]}}
     write_json(out / "feedback.json", summary)
     print_table(summary)
+
+
+def ppo_summary(out: Path, pp: dict, facts: dict) -> dict:
+    pp_reward = json.loads((out / "ppo" / "ppo.json").read_text())
+    rb, ra = pp_reward["reward_before"], pp_reward["reward_after"]
+    ppo_answers = json.loads((out / "ppo" / "answers.json").read_text())
+    ppo_pref = preferred_rate([{"prompt": b["prompt"], "before": b["answer"], "after": a["answer"]}
+                               for b, a in zip(ppo_answers["before"], ppo_answers["after"])], facts)
+    return {"reward_before": rb, "reward_after": ra,
+            "gain_in_std": (ra["reward_mean"] - rb["reward_mean"]) / (rb["reward_std"] or 1.0),
+            "sampled_gain_in_std": (ra["sampled_reward_mean"] - rb["sampled_reward_mean"]) / (rb["sampled_reward_std"] or 1.0),
+            "stopped": pp_reward["stopped"], "steps": pp["training"]["steps"],
+            "kl_stop": pp["settings"]["kl_stop"], "rule_preferred": ppo_pref, "audit": pp["summary"]}
 
 
 def print_table(s: dict) -> None:
@@ -257,12 +261,7 @@ def print_table(s: dict) -> None:
     ok = lambda cond: "yes" if cond else "NO"
     rule = lambda r: f"{pct(r['preferred_rate'])} (W {r['wins']} / T {r['ties']} / L {r['losses']})"
     facts = lambda r: f"{pct(r['states_fact_before'])} -> {pct(r['states_fact_after'])}"
-    rows = [
-        ("stage minutes (2 CPU cores)", ", ".join(f"{k} {v}" for k, v in t.items()), f"each < {LIMIT_MIN}",
-         ok(all(v is not None and v < LIMIT_MIN for v in t.values()))),
-        ("ratings: comparisons / pairs", f"{s['ratings']['comparisons']} / {s['ratings']['pairs']}", "", ""),
-        ("reward model: held-out pair accuracy", f"{pct(s['reward']['heldout_accuracy'])} ({s['reward']['heldout_pairs']} pairs)",
-         ">= 75%", ok(s["reward"]["heldout_accuracy"] >= 0.75)),
+    ppo_rows = [] if p is None else [
         ("PPO: reward gain, greedy answers to held-out prompts", (f"{p['gain_in_std']:+.2f} std ({p['reward_before']['reward_mean']:+.2f} -> "
          f"{p['reward_after']['reward_mean']:+.2f})"), ">= +0.5 std", ok(p["gain_in_std"] >= 0.5)),
         # what PPO optimises (answers sampled at its temperature), shown beside the measure: the greedy answers `ask` gives
@@ -272,6 +271,14 @@ def print_table(s: dict) -> None:
         ("PPO: rule prefers tuned answer", rule(p["rule_preferred"]), "", ""),
         ("PPO: answers stating the fact", facts(p["rule_preferred"]), "", ""),
         ("PPO: retention drop (points)", f"{p['audit']['retention_drop_points']}", "<= 3", ok(p["audit"]["retention_drop_points"] <= 3)),
+    ]
+    rows = [
+        ("stage minutes (2 CPU cores)", ", ".join(f"{k} {v}" for k, v in t.items()), f"each < {LIMIT_MIN}",
+         ok(all(v is not None and v < LIMIT_MIN for v in t.values()))),
+        ("ratings: comparisons / pairs", f"{s['ratings']['comparisons']} / {s['ratings']['pairs']}", "", ""),
+        ("reward model: held-out pair accuracy", f"{pct(s['reward']['heldout_accuracy'])} ({s['reward']['heldout_pairs']} pairs)",
+         ">= 75%", ok(s["reward"]["heldout_accuracy"] >= 0.75)),
+        *ppo_rows,
         ("DPO: rule prefers tuned answer", rule(d["rule_preferred"]), "> 50%", ok(d["rule_preferred"]["preferred_rate"] > 0.5)),
         ("DPO: answers stating the fact", facts(d["rule_preferred"]), "", ""),
         ("DPO: held-out preference accuracy", pct(d["heldout_preference_accuracy"]), "", ""),
