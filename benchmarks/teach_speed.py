@@ -13,7 +13,8 @@ after the other, each in a fresh Python process so that peak memory is measured 
             step's FLOPs (torch's FlopCounterMode), and from them the share of this machine's matmul peak
             (a 2048x2048 matmul in the step's precision) the timed knowtune run reached. The ops that took the
             most time, by input shape, go to OUT with the suffix .profile.txt.
-- audit:    the start model's knowledge audit on the pack, as `knowtune teach` runs it: questions per second.
+- audit:    the start model's knowledge audit on the pack, as `knowtune teach` runs it: questions per second,
+            answering in bf16 (where the CPU has it) and in fp32 (before), side by side.
 - --ablate: one more knowtune run without each speed lever (--without turns one off everywhere), to show
             what each is worth.
 
@@ -63,7 +64,8 @@ def child(which: str, args) -> dict:
     from knowtune.models import load_model_and_tokenizer
 
     torch.manual_seed(0)
-    s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False, max_steps=-1)
+    like_trl = {"lr_scheduler": "linear", "warmup_ratio": 0.0} if args.like_trl else {}  # trl's defaults
+    s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False, max_steps=-1, **like_trl)
     model, tok = load_model_and_tokenizer(s.model, log=lambda *a: None)
     rows = rows_for(tok, s)
     out = Path(tempfile.mkdtemp(prefix=f"teach-speed-{which}-"))
@@ -71,6 +73,8 @@ def child(which: str, args) -> dict:
         trainer = _trl_trainer(model, tok, rows, s, out)
     else:
         trainer = _knowtune_trainer(model, tok, rows, s, out)
+        if args.like_trl:  # trl's batches: random order, not grouped by length
+            trainer.args.train_sampling_strategy = "random"
     tokens = sum(len(r) for r in trainer.train_dataset["input_ids"]) * s.epochs
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -112,7 +116,10 @@ LEVERS = {
     "adapter-input-casts": ("knowtune.train.methods.teach", "keep_adapter_inputs_bf16", lambda model: 0),
     "bf16-head": ("knowtune.train.methods.teach_trainer", "ProbeSFTTrainer.bf16_head", lambda self, model: None),
     "no-extra-padding": ("knowtune.train.methods.teach", "PAD_TO", 16),
+    # answering (the audit's runs): bf16 linear weights under autocast, against the fp32 model
+    "bf16-answering": ("knowtune.models.precision", "for_answering", lambda model, precision="auto": model),
 }
+TRAINING_LEVERS = [name for name in LEVERS if name != "bf16-answering"]
 
 
 def without(levers: list[str]) -> None:
@@ -268,6 +275,9 @@ def main() -> None:
     ap.add_argument("--without", action="append", default=[], choices=sorted(LEVERS),
                     help="turn a speed lever off in the knowtune runs (repeatable); --ablate runs one knowtune run without each")
     ap.add_argument("--ablate", action="store_true", help="also time knowtune without each lever, one run per lever")
+    ap.add_argument("--explain-loss", action="store_true",
+                    help="also run knowtune with trl's schedule (linear, no warm-up) and batch order (random, not grouped by length)")
+    ap.add_argument("--like-trl", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", choices=["trl", "knowtune", "profile", "audit"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -277,14 +287,16 @@ def main() -> None:
         return
 
     results = {}
-    runs = [("trl", "trl", []), ("knowtune", "knowtune", args.without)]
-    runs += [("profile", "profile", args.without)] if args.profile_steps > 0 else []
-    runs += [(f"knowtune without {lever}", "knowtune", [*args.without, lever]) for lever in LEVERS if args.ablate]
-    runs += [("audit", "audit", [])] if args.audit else []
-    for name, which, off in runs:
+    off = [f"--without={x}" for x in args.without]
+    runs = [("trl", "trl", []), ("knowtune", "knowtune", off)]
+    runs += [("profile", "profile", off)] if args.profile_steps > 0 else []
+    runs += [(f"knowtune without {lever}", "knowtune", [*off, f"--without={lever}"]) for lever in TRAINING_LEVERS if args.ablate]
+    runs += [("knowtune, trl's schedule and order", "knowtune", [*off, "--like-trl"])] if args.explain_loss else []
+    runs += [("audit", "audit", off), ("audit without bf16-answering", "audit", [*off, "--without=bf16-answering"])] if args.audit else []
+    for name, which, extra in runs:
         print(f"Running {name} ...", flush=True)
         cmd = [sys.executable, __file__, "--child", which, "--pack", args.pack, "--model", args.model,
-               "--epochs", str(args.epochs), "--profile-steps", str(args.profile_steps), *(f"--without={x}" for x in off)]
+               "--epochs", str(args.epochs), "--profile-steps", str(args.profile_steps), *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if proc.returncode or line is None:
@@ -310,10 +322,13 @@ def main() -> None:
     if "profile" in results:
         summary["profile"] = report_profile(results["profile"], k, args.out)
     if "audit" in results:
-        a = summary["audit"] = results["audit"]
-        print(f"\naudit of the start model: {a['questions']} questions in {a['seconds']:.0f} s = "
-              f"{a['questions_per_second']:.1f} questions/s (loading included; held-out {a['probe_accuracy']:.1%}, "
-              f"retention {a['retention_accuracy']:.1%})")
+        print("\naudit of the start model (loading included):")
+        for name in ("audit without bf16-answering", "audit"):
+            a = results[name]
+            print(f"  {'fp32 (before)' if 'without' in name else 'bf16 answering':16} {a['questions']} questions in "
+                  f"{a['seconds']:.0f} s = {a['questions_per_second']:.1f} questions/s; held-out "
+                  f"{a['probe_accuracy']:.1%}, retention {a['retention_accuracy']:.1%}")
+        print(f"  {results['audit']['questions_per_second'] / results['audit without bf16-answering']['questions_per_second']:.2f}x faster")
     from knowtune.io import write_json
 
     write_json(Path(args.out), summary)
