@@ -48,7 +48,7 @@ test: setup $(CHROMIUM)
 test-fast: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: setup  # speed/memory against plain trl (~5 min), then the Reversal Curse benchmark (~20 min)
+bench: setup  # speed/memory against plain trl, a profile of the step and the audit's speed (~10 min), then the Reversal Curse benchmark (~20 min)
 	$(BIN)/python benchmarks/teach_speed.py
 	$(BIN)/python benchmarks/reversal_curse.py
 

@@ -2,9 +2,9 @@
 ratings -> reward model -> PPO and DPO, each stage timed, each alignment audited.
 
 The start model is SmolLM2-135M-Instruct taught the example pack (`examples/brindlemoor_kite_works.yaml`)
-for 1 epoch at learning rate 6e-4 instead of the default 6 at 1e-3, so that it knows the pack only in part
-(44% of its held-out answers right): fully taught, it already gives the answers the rule prefers and feedback
-has nothing left to improve. (Taught 2 epochs at 1e-3 it already stated the fact in 88% of its answers to
+for 1 epoch at learning rate 6e-4 instead of the default 6 at 1e-3, so that it knows little of the pack (6% of
+its held-out answers right on 2245d82; 2 epochs gave 72% since the pack gained views, 44% before): fully
+taught, it already gives the answers the rule prefers and feedback has nothing left to improve. (Taught 2 epochs at 1e-3 it already stated the fact in 88% of its answers to
 PPO's held-out prompts, and the reward model scored even the pack's own statements of the facts only 0.38
 standard deviations above those answers: PPO had almost nothing to climb.) Taught here unless --start names a
 taught run. The prompts are the pack's training and dev phrasings (its held-out phrasings stay out: they are

@@ -6,8 +6,8 @@ after the other, each in a fresh Python process so that peak memory is measured 
 
 - trl:      SFTTrainer with trl's defaults (gradient checkpointing on, bf16 on), prompt/completion rows.
 - knowtune: the trainer `knowtune teach` builds (answer-only vocabulary projection, length-grouped batches,
-            bf16 autocast where the CPU has it, no gradient checkpointing, eager attention on CPU, a bf16 copy of
-            the frozen output projection, adapter inputs left in bf16), with the audit and checkpoints off.
+            bf16 autocast where the CPU has it, no gradient checkpointing, eager attention on CPU), with the audit
+            and checkpoints off.
 - profile:  a few steps of the knowtune trainer under torch.profiler: the share of step time in matmuls,
             attention, the vocabulary projection and loss, the optimiser, the data pipeline and other ops; one
             step's FLOPs (torch's FlopCounterMode), and from them the share of this machine's matmul peak
@@ -113,9 +113,7 @@ def _trl_trainer(model, tok, rows, s, out):
 # The speed levers of the knowtune step, each of which --without turns off (to show what it is worth).
 LEVERS = {
     "eager-attention": ("knowtune.train.methods.teach", "cpu_training_attention", lambda model: None),
-    "adapter-input-casts": ("knowtune.train.methods.teach", "keep_adapter_inputs_bf16", lambda model: 0),
-    "bf16-head": ("knowtune.train.methods.teach_trainer", "ProbeSFTTrainer.bf16_head", lambda self, model: None),
-    "no-extra-padding": ("knowtune.train.methods.teach", "PAD_TO", 16),
+    "padding-to-16": ("knowtune.train.methods.teach", "PAD_TO", None),  # off: pad to the longest row only
     # answering (the audit's runs): bf16 linear weights under autocast, against the fp32 model
     "bf16-answering": ("knowtune.models.precision", "for_answering", lambda model, precision="auto": model),
 }

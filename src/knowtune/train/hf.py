@@ -1,5 +1,5 @@
 """What every method trained with a transformers Trainer (teach, reward, DPO, KTO) shares: the Trainer's
-arguments made from the settings groups, the LoRA adapter's config, the CPU speed levers, and training
+arguments made from the settings groups, the LoRA adapter's config, eager attention for CPU training, and training
 that resumes from the last complete checkpoint and saves one on Ctrl-C."""
 
 from __future__ import annotations
@@ -51,18 +51,6 @@ def cpu_training_attention(model) -> None:
 
     if not torch.cuda.is_available() and getattr(model.config, "_attn_implementation", None) == "sdpa":
         model.set_attn_implementation("eager")
-
-
-def keep_adapter_inputs_bf16(model) -> int:
-    """Stop peft casting each LoRA adapter's input to the adapter's fp32 under bf16 autocast: autocast casts
-    it straight back to bf16 for the adapter's matmul, so the cast is two copies of an activation per adapter
-    and per step (~5% of a step) for identical numbers. Returns how many adapters were changed."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    for m in layers:
-        m.cast_input_dtype_enabled = False
-    return len(layers)
 
 
 def train_resumable(trainer, run, verbose: bool = False) -> None:

@@ -9,21 +9,18 @@ from trl import SFTTrainer
 from knowtune.eval.audit import accuracy, score_probes
 
 
-def label_only_loss(model, inputs: dict, num_items_in_batch=None, head: torch.Tensor | None = None) -> torch.Tensor:
+def label_only_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
     """Causal-LM loss that runs the vocabulary projection only where a label follows.
 
     Short Q&A rows are mostly prompt (system prompt, template, question): projecting every position onto a
-    49k vocabulary and taking its log-softmax is the costliest wasted work of a plain SFT step. `head`: the
-    projection's weight to use instead of the model's own (a bf16 copy of a frozen one).
+    49k vocabulary and taking its log-softmax is the costliest wasted work of a plain SFT step.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers live inside it
     hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                                 position_ids=inputs.get("position_ids"), use_cache=False).last_hidden_state  # (B, T, d)
     targets = inputs["labels"][:, 1:]  # (B, T-1): token t+1 is predicted at position t
     keep = targets != -100
-    at_answers = hidden[:, :-1][keep]
-    logits = (base.get_output_embeddings()(at_answers) if head is None
-              else torch.nn.functional.linear(at_answers, head)).float()  # (N, V), N = answer tokens
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()  # (N, V), N = answer tokens
     n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
     return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum") / torch.as_tensor(n).clamp(min=1)
 
@@ -36,26 +33,13 @@ class ProbeSFTTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         self.dev_probes, self.generation = dev_probes or [], generation
         self.label_only_logits = label_only_logits
-        self.frozen_head = None  # the frozen output projection in bf16, made once (see compute_loss)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not (self.label_only_logits and model.training and not return_outputs):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # The loss calls the decoder directly, bypassing the autocast that accelerate wraps around forward().
-        unwrapped = self.accelerator.unwrap_model(model)
         with self.accelerator.autocast():
-            return label_only_loss(unwrapped, inputs, num_items_in_batch, self.bf16_head(unwrapped))
-
-    def bf16_head(self, model) -> torch.Tensor | None:
-        """Under bf16 autocast, a bf16 copy of a frozen output projection, made once: autocast would otherwise
-        cast the fp32 weight (49k x 576 on SmolLM2, tied to the embeddings) anew every step, 5% of a CPU step.
-        None where the projection trains (full fine-tuning) or without bf16."""
-        weight = model.get_output_embeddings().weight
-        if not self.args.bf16 or weight.requires_grad:
-            return None
-        if self.frozen_head is None:
-            self.frozen_head = weight.detach().to(torch.bfloat16)
-        return self.frozen_head
+            return label_only_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
 
     def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
         output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
