@@ -219,9 +219,9 @@ def main() -> None:
     if args.stop_after == "reward":
         return
 
-    ps = ppo.PPOSettings(**{"model": str(start), "reward": str(out / "reward"), "prompts": [str(prompts)],
-                            "probes": str(probes), "out": str(out / "ppo"), **PPO, **extra["ppo"]})
     if not args.skip_ppo:
+        ps = ppo.PPOSettings(**{"model": str(start), "reward": str(out / "reward"), "prompts": [str(prompts)],
+                                "probes": str(probes), "out": str(out / "ppo"), **PPO, **extra["ppo"]})
         pp = timed("ppo", lambda: stage(ppo.PPO(), ps, resume=(out / "ppo" / "config.yaml").exists()), times,
                    out / "ppo" / "audit.json", record)
     if args.stop_after == "ppo":

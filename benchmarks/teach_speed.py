@@ -57,24 +57,28 @@ def rows_for(tokenizer, settings) -> list[dict]:
     return rows
 
 
+def trainer_for(which: str, args, **settings):
+    """(settings, trainer) of a child: the model loaded afresh, the pack's rows, trl's or knowtune's trainer."""
+    import torch
+
+    from knowtune.models import load_model_and_tokenizer
+    from knowtune.train.methods.teach import TeachSettings
+
+    torch.manual_seed(0)
+    s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False, **settings)
+    model, tok = load_model_and_tokenizer(s.model, log=lambda *a: None)
+    out = Path(tempfile.mkdtemp(prefix=f"teach-speed-{which}-"))
+    make = _trl_trainer if which == "trl" else _knowtune_trainer
+    return s, make(model, tok, rows_for(tok, s), s, out)
+
+
 def child(which: str, args) -> dict:
     import torch
 
-    from knowtune.train.methods.teach import TeachSettings
-    from knowtune.models import load_model_and_tokenizer
-
-    torch.manual_seed(0)
     like_trl = {"lr_scheduler": "linear", "warmup_ratio": 0.0} if args.like_trl else {}  # trl's defaults
-    s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False, max_steps=-1, **like_trl)
-    model, tok = load_model_and_tokenizer(s.model, log=lambda *a: None)
-    rows = rows_for(tok, s)
-    out = Path(tempfile.mkdtemp(prefix=f"teach-speed-{which}-"))
-    if which == "trl":
-        trainer = _trl_trainer(model, tok, rows, s, out)
-    else:
-        trainer = _knowtune_trainer(model, tok, rows, s, out)
-        if args.like_trl:  # trl's batches: random order, not grouped by length
-            trainer.args.train_sampling_strategy = "random"
+    s, trainer = trainer_for(which, args, max_steps=-1, **like_trl)
+    if args.like_trl:  # trl's batches: random order, not grouped by length
+        trainer.args.train_sampling_strategy = "random"
     tokens = sum(len(r) for r in trainer.train_dataset["input_ids"]) * s.epochs
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -126,11 +130,7 @@ def without(levers: list[str]) -> None:
 
     for name in levers:
         module, attr, off = LEVERS[name]
-        owner = importlib.import_module(module)
-        *path, last = attr.split(".")
-        for p in path:
-            owner = getattr(owner, p)
-        setattr(owner, last, off)
+        setattr(importlib.import_module(module), attr, off)
 
 
 def _knowtune_trainer(model, tok, rows, s, out):
@@ -178,14 +178,8 @@ def profile_child(args) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import TrainerCallback
 
-    from knowtune.models import load_model_and_tokenizer
-    from knowtune.train.methods.teach import TeachSettings
-
-    torch.manual_seed(0)
-    warm, flop_step, n = 3, 4, args.profile_steps
-    s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False, max_steps=flop_step + n + 1)
-    model, tok = load_model_and_tokenizer(s.model, log=lambda *a: None)
-    trainer = _knowtune_trainer(model, tok, rows_for(tok, s), s, Path(tempfile.mkdtemp(prefix="teach-speed-profile-")))
+    flop_step, n = 4, args.profile_steps  # steps 1-3 warm up, step 4 has its FLOPs counted, the next n are profiled
+    _, trainer = trainer_for("profile", args, max_steps=flop_step + n + 1)
     collate, tokens = trainer.data_collator, []
 
     def counting(features):  # the real (unpadded) tokens of each batch, as the timed runs count them
@@ -213,10 +207,9 @@ def profile_child(args) -> dict:
                 state["tokens"] = sum(tokens[state["n0"]:])
                 state["prof"].__exit__(None, None, None)
 
-    assert warm < flop_step
     trainer.add_callback(Profile())
     trainer.train()
-    vocab = model.get_output_embeddings().weight.shape[0]
+    vocab = trainer.model.get_output_embeddings().weight.shape[0]
     own = dict.fromkeys(CATEGORIES, 0.0)
     for e in state["prof"].events():
         own[category(e, vocab)] += e.self_cpu_time_total / 1e6
@@ -345,7 +338,8 @@ def report_profile(p: dict, k: dict, out: str) -> dict:
           f"while profiled, {p['threads']} threads):")
     for name, share in p["shares"].items():
         print(f"  {name:32} {share:6.1%}")
-    print(f"\n{p['flops_per_token'] / 1e9:.2f} GFLOP per trained token (matmuls and attention, forward and backward)")
+    print(f"\n{p['flops_per_token'] / 1e9:.2f} GFLOP per trained token (matmuls and attention, forward and backward; "
+          f"the work on padding included)")
     print(f"{dtype} matmul peak of this machine (2048x2048, {torch.get_num_threads()} threads): {peak / 1e12:.2f} TFLOP/s "
           f"-> ceiling {ceiling:.0f} tokens/s")
     print(f"the knowtune step reaches {achieved / 1e12:.3f} TFLOP/s = {achieved / peak:.0%} of that peak")

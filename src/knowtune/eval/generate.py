@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from knowtune.models.precision import answering_precision
 
+
 @dataclass
 class GenerationSettings:
     max_new_tokens: int = 40
@@ -56,8 +57,6 @@ def pad_batch(sequences: list[list[int]], pad_id: int, left: bool = False):
 
 
 def _generate_scored(model, tokenizer, items, settings: GenerationSettings, progress, confidence: bool):
-    import torch
-
     texts = [render_prompt(tokenizer, style, prompt) for style, prompt in items]
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 from knowtune.errors import KnowtuneError
-
 from knowtune.models.precision import use_bf16
 
 HF_OPTIMIZERS = {"adamw": "adamw_torch_fused", "sgd": "sgd"}  # fused: transformers' default, the arithmetic teach was tuned with

@@ -145,6 +145,7 @@ class Reward(Method):
             "accuracy on held-out pairs (prompts it never saw).")
     Settings = RewardSettings
     reads_ratings = True
+    saved: tuple | None = None  # (run folder, RewardModel) finish loaded, which the after-audit reuses
 
     def prepare(self, s: RewardSettings, log) -> Prepared:
         pairs = self.pairs if self.pairs is not None else load_pairs(s.data)
@@ -185,7 +186,7 @@ class Reward(Method):
         raw = rm.raw_scores([p.prompt for p in pairs.train] * 2,
                             [p.chosen for p in pairs.train] + [p.rejected for p in pairs.train])
         rm.mean, rm.std = statistics.fmean(raw), statistics.pstdev(raw) or 1.0
-        self.saved = (str(run.dir), rm)  # the after-audit scores with this one instead of loading it again
+        self.saved = (str(run.dir), rm)
         write_json(run.dir / "reward.json", {"scale": {"mean": rm.mean, "std": rm.std},
                                              "heldout_after": pair_accuracy(rm, pairs.held),
                                              "train_after": pair_accuracy(rm, pairs.train[:200])})
@@ -195,8 +196,7 @@ class Reward(Method):
         against another's) as the probes, general questions the same way as the retention set."""
         pairs: PairData = prep.data
         if after:
-            saved = getattr(self, "saved", None)
-            rm = saved[1] if saved and saved[0] == str(ref) else RewardModel.load(ref, log=log)  # as PPO loads it
+            rm = self.saved[1] if self.saved and self.saved[0] == str(ref) else RewardModel.load(ref, log=log)  # as PPO loads it
         else:
             rm = RewardModel(*build_reward_backbone(ref, s.seed, log=log))  # the new head: about chance
         return pair_audit(rm, pairs.held + answer_pairs(prep.audit.probes), answer_pairs(retention_probes()))
