@@ -23,7 +23,7 @@ Tokens per second counts the real (unpadded) tokens of every example seen, divid
 libraries, model, optimiser, activations), or peak allocated GPU memory on CUDA.
 
     python benchmarks/teach_speed.py [--pack examples/brindlemoor_kite_works.yaml] [--epochs 2] [--ablate]
-                                     [--without LEVER] [--profile-steps 6] [--no-audit]
+                                     [--without LEVER] [--profile-steps 6] [--no-audit] [--fp32]
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def trainer_for(which: str, args, **settings):
     from knowtune.train.methods.teach import TeachSettings
 
     torch.manual_seed(0)
-    s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False, **settings)
+    s = TeachSettings(data=[args.pack], model=args.model, epochs=args.epochs, audit=False,
+                      bf16="false" if args.fp32 else "auto", **settings)
     model, tok = load_model_and_tokenizer(s.model, log=lambda *a: None)
     out = Path(tempfile.mkdtemp(prefix=f"teach-speed-{which}-"))
     make = _trl_trainer if which == "trl" else _knowtune_trainer
@@ -91,7 +92,7 @@ def child(which: str, args) -> dict:
             "tokens_per_second": tokens / seconds, "peak_memory_bytes": peak,
             "memory_kind": "peak GPU memory allocated" if torch.cuda.is_available() else "peak RSS",
             "steps": trainer.state.global_step, "batch_size": s.batch_size, "learning_rate": s.learning_rate,
-            "lora_r": s.lora_r,
+            "lora_r": s.lora_r, "precision": "bf16 autocast" if trainer.args.bf16 else "fp32",
             "final_loss": next((h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h), None)}
 
 
@@ -109,7 +110,7 @@ def _trl_trainer(model, tok, rows, s, out):
 
     cfg = SFTConfig(output_dir=str(out), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
                     learning_rate=s.learning_rate, max_length=s.max_length, report_to="none", save_strategy="no",
-                    logging_steps=10, seed=0, use_cpu=not torch.cuda.is_available())
+                    logging_steps=10, seed=0, use_cpu=not torch.cuda.is_available(), **({"bf16": False} if s.bf16 == "false" else {}))
     return SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok,
                       peft_config=_lora(s))
 
@@ -118,6 +119,7 @@ def _trl_trainer(model, tok, rows, s, out):
 LEVERS = {
     "eager-attention": ("knowtune.train.methods.teach", "cpu_training_attention", lambda model: None),
     "padding-to-16": ("knowtune.train.methods.teach", "PAD_TO", None),  # off: pad to the longest row only
+    "lean-lora": ("knowtune.train.methods.teach", "lean_lora", lambda model: 0),  # off: peft's own LoRA forward
     # answering (the audit's runs): bf16 linear weights under autocast, against the fp32 model
     "bf16-answering": ("knowtune.models.precision", "for_answering", lambda model, precision="auto": model),
 }
@@ -265,6 +267,7 @@ def main() -> None:
     ap.add_argument("--no-audit", dest="audit", action="store_false", help="skip timing the start model's audit")
     ap.add_argument("--without", action="append", default=[], choices=sorted(LEVERS),
                     help="turn a speed lever off in the knowtune runs (repeatable); --ablate runs one knowtune run without each")
+    ap.add_argument("--fp32", action="store_true", help="train in fp32 (bf16 off), as on a CPU without bf16")
     ap.add_argument("--ablate", action="store_true", help="also time knowtune without each lever, one run per lever")
     ap.add_argument("--explain-loss", action="store_true",
                     help="also run knowtune with trl's schedule (linear, no warm-up) and batch order (random, not grouped by length)")
@@ -287,7 +290,7 @@ def main() -> None:
     for name, which, extra in runs:
         print(f"Running {name} ...", flush=True)
         cmd = [sys.executable, __file__, "--child", which, "--pack", args.pack, "--model", args.model,
-               "--epochs", str(args.epochs), "--profile-steps", str(args.profile_steps), *extra]
+               "--epochs", str(args.epochs), "--profile-steps", str(args.profile_steps), *(["--fp32"] if args.fp32 else []), *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if proc.returncode or line is None:
@@ -297,7 +300,8 @@ def main() -> None:
     t, k = results["trl"], results["knowtune"]
     speed, memory = k["tokens_per_second"] / t["tokens_per_second"], k["peak_memory_bytes"] / t["peak_memory_bytes"]
     print(f"\nteach_speed: {args.model}, LoRA r{k['lora_r']}, batch {k['batch_size']}, lr {k['learning_rate']:g}, "
-          f"{args.epochs} epochs of {Path(args.pack).name} ({k['examples']} examples), {k['memory_kind']}\n")
+          f"{args.epochs} epochs of {Path(args.pack).name} ({k['examples']} examples), knowtune in {k['precision']}, "
+          f"trl in {t['precision']}, {k['memory_kind']}\n")
     print(f"{'':36} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'peak MiB':>9} {'loss':>6}")
     for name, r in [(n, r) for n, r in results.items() if n.startswith(("trl", "knowtune"))]:
         print(f"{name:36} {r['tokens']:>8} {r['seconds']:>8.1f} {r['tokens_per_second']:>9.0f} "

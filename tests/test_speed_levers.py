@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from knowtune.train.hf import cpu_training_attention
+from knowtune.train.hf import cpu_training_attention, lean_lora
 from knowtune.train.methods.teach_trainer import label_only_loss
 
 
@@ -57,6 +57,30 @@ def test_eager_attention_trains_as_sdpa_does(tiny_model):
     assert_same(loss_and_grads(eager, inputs), reference, atol=1e-5)
 
 
+def test_lean_lora_trains_as_peft_does(tiny_model, monkeypatch):
+    """The lean LoRA forward gives peft's loss and adapter gradients, in fp32 and under bf16 autocast; with the
+    adapter disabled it is the base model again."""
+    from peft.tuners.lora.layer import Linear
+
+    for autocast, atol in ((False, 1e-5), (True, 2e-2)):
+        peft_path = lora_model(tiny_model)
+        inputs = batch(peft_path.config.vocab_size)
+        reference = loss_and_grads(peft_path, inputs, autocast)
+        lean = lora_model(tiny_model)
+        assert lean_lora(lean) == 7 * lean.config.num_hidden_layers  # q k v o gate up down
+        with monkeypatch.context() as m:  # the plain case must not fall back to peft's forward
+            m.setattr(Linear, "forward", lambda *a, **k: (_ for _ in ()).throw(AssertionError("peft's forward ran")))
+            got = loss_and_grads(lean, inputs, autocast)
+        assert_same(got, reference, atol=atol)
+    with torch.no_grad(), lean.disable_adapter():
+        off = lean(input_ids=inputs["input_ids"]).logits
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        assert torch.allclose(off, base(input_ids=inputs["input_ids"]).logits, atol=1e-6)
+
+
 def test_teach_trainer_uses_the_levers_on_cpu(tmp_path, tiny_model):
     from knowtune.data.augment import TrainItem
     from knowtune.models import load_model_and_tokenizer
@@ -68,6 +92,8 @@ def test_teach_trainer_uses_the_levers_on_cpu(tmp_path, tiny_model):
         s = TeachSettings(data=["x"], model=str(tiny_model), bf16=bf16, batch_size=2, epochs=1)
         trainer, _ = build_trainer(s, model, tok, items, [], tmp_path / bf16)
         assert trainer.model.config._attn_implementation == "eager"
+        assert all(m.forward.__func__.__name__ == "_lean_lora_forward" for m in trainer.model.modules()
+                   if type(m).__name__ == "Linear" and hasattr(m, "lora_A"))
         batch_ = next(iter(trainer.get_train_dataloader()))
         trainer.model.train()
         assert torch.isfinite(trainer.compute_loss(trainer.model, batch_))

@@ -25,7 +25,7 @@ from knowtune.eval.audit import AuditSet, probes_file
 from knowtune.eval.grounding import Grounding
 from knowtune.io import cached_rows, write_jsonl
 from knowtune.models.precision import bf16_linears
-from knowtune.train.hf import cpu_training_attention, lora_config, train_resumable, training_args
+from knowtune.train.hf import cpu_training_attention, lean_lora, lora_config, train_resumable, training_args
 from knowtune.train.lifecycle import Method, Prepared, Run, Trained
 from knowtune.train.replay import general_answers
 
@@ -149,11 +149,13 @@ class Teach(Method):
                         f"{len(k.test)} held-out probes.", k.coverage)
 
     def train(self, s: TeachSettings, prep: Prepared, run: Run) -> Trained:
-        from knowtune.models import load_for_inference
+        from knowtune.models import load_for_answering, load_for_inference
 
         k: Knowledge = prep.data
         model, tokenizer = load_for_inference(s.model, log=run.log)  # a run as the base: its tuned model
-        replay = cached_rows(run.dir / "data" / "replay.jsonl", lambda: general_answers(model, tokenizer))
+        # the start model's answers, written by a copy loaded for answering (bf16 where fast), as the audit answers
+        replay = cached_rows(run.dir / "data" / "replay.jsonl",
+                             lambda: general_answers(*load_for_answering(s.model, log=run.log)))
         items = k.items + augment.replay_items([(r["prompt"], r["answer"]) for r in replay],
                                                round(s.replay_ratio * len(k.items)), s.seed)
         write_jsonl(run.dir / "data" / "train.jsonl", [it.to_row() for it in items])
@@ -209,4 +211,5 @@ def build_trainer(s: TeachSettings, model, tokenizer, items, dev: list[knowledge
                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
                               dev_probes=dev, generation=GenerationSettings(max_new_tokens=s.max_new_tokens),
                               label_only_logits=s.label_only_logits)
+    lean_lora(trainer.model)
     return trainer, guard
