@@ -18,3 +18,10 @@ class DataError(KnowtuneError):
     def __init__(self, message: str, *, fix: str | None = None, problems: list | None = None):
         super().__init__(message, fix=fix)
         self.problems = problems or []
+
+    @classmethod
+    def listing(cls, what: str, lines: list[str], fix: str, problems: list | None = None) -> "DataError":
+        """'The WHAT has N error(s):' and the first 20 problem lines (each naming its file and line)."""
+        shown = "\n".join(f"  {line}" for line in lines[:20])
+        more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
+        return cls(f"The {what} has {len(lines)} error(s):\n{shown}{more}", fix=fix, problems=problems or list(lines))

@@ -100,7 +100,7 @@ def read_rows(path: str | Path) -> tuple[list[Row], list[tuple[int, str]]]:
     return _read_jsonl(path)
 
 
-def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
+def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
     """(line, message) for a file that is not UTF-8."""
     return raw[: exc.start].count(b"\n") + 1, f"is not valid UTF-8 text (byte {exc.start}); save the file as UTF-8"
 
@@ -170,7 +170,7 @@ def _read_jsonl(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return [], [_not_utf8(raw, exc)]
+        return [], [not_utf8(raw, exc)]
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         return _read_json_array(path, text)
     for i, line in enumerate(text.split("\n"), start=1):
@@ -217,7 +217,7 @@ def _read_csv(path: Path) -> list[Row]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = _not_utf8(raw, exc)[0]
+        line = not_utf8(raw, exc)[0]
         raise DataError(f"{path}:{line}: not valid UTF-8 text (byte {exc.start}).",
                         fix="save the file as UTF-8.") from exc
     _refuse_long_lines(path, text)
@@ -266,7 +266,7 @@ def _read_yaml_pack(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return [], [_not_utf8(raw, exc)]
+        return [], [not_utf8(raw, exc)]
     _refuse_long_lines(path, text)
     _refuse_deep_yaml(path, text)
     loader = pack_loader()(text)

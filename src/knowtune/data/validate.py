@@ -187,11 +187,9 @@ def load_examples(paths: list[str | Path], **kw) -> tuple[list[Example], list[Fi
     reports = [check_file(p, **kw) for p in paths]
     errors = [e for r in reports for e in r.errors]
     if errors:
-        shown = "\n".join(f"  {e}" for e in errors[:20])
-        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        raise DataError(f"The data has {len(errors)} error(s):\n{shown}{more}",
-                        fix="fix the lines above (`knowtune check FILE` lists every problem), then run again.",
-                        problems=[asdict(e) for e in errors])
+        raise DataError.listing("data", [str(e) for e in errors],
+                                fix="fix the lines above (`knowtune check FILE` lists every problem), then run again.",
+                                problems=[asdict(e) for e in errors])
     examples = [ex for r in reports for ex in r.examples]
     if not examples:
         raise DataError(f"No trainable examples in {', '.join(map(str, paths))}.",
