@@ -90,8 +90,8 @@ def _load_error(name: str, model_dir: str, exc: Exception) -> KnowtuneError:
 
 def load_for_answering(ref: str, log=print):
     """Load a model as load_for_inference does, made ready to answer: on the GPU if there is one, in bf16 where
-    that runs fast (see models.precision.for_answering). For the audit, ask, chat, serve, RAG and the rating app; never for a
-    model that will train or be saved."""
+    that runs fast (see models.precision.for_answering). For the audit, teach's replay answers, ask, chat, serve,
+    RAG and the rating app; never for a model that will train or be saved."""
     import torch
 
     from knowtune.models.precision import for_answering
