@@ -31,3 +31,33 @@ def test_gradual_unfreezing_adds_one_group_from_the_top_each_epoch():
     assert trainable_groups(1, 4) == [False, False, True, True]
     assert trainable_groups(3, 4) == [True, True, True, True]
     assert trainable_groups(7, 4) == [True, True, True, True]
+
+
+def test_layer_groups_unfreeze_from_the_top_with_lower_rates_below(tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from knowtune.train.ulmfit import GradualUnfreezing, discriminative_param_groups, layer_groups
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)  # 2 blocks, tied embeddings
+    groups = layer_groups(model)
+    assert len(groups) == 4  # embeddings, block 0, block 1, final norm (+ the tied head, counted with the embeddings)
+    ids = [id(p) for g in groups for p in g]
+    assert len(ids) == len(set(ids)) == len({id(p) for p in model.parameters()})
+    assert groups[0][0] is model.get_input_embeddings().weight
+    assert len(layer_groups(model, blocks_per_group=2)) == 3
+
+    unfreeze = GradualUnfreezing(groups)
+    for epoch, want in [(0, [False, False, False, True]), (1, [False, False, True, True]), (3, [True] * 4)]:
+        assert unfreeze.apply(epoch) == want
+        assert [all(p.requires_grad == on for p in g) for g, on in zip(groups, want)] == [True] * 4
+
+    opt = torch.optim.AdamW(discriminative_param_groups(groups, 1e-3))
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3 / 2.6 ** 3, 1e-3 / 2.6 ** 2, 1e-3 / 2.6, 1e-3])
+    unfreeze.apply(0)  # only the top group trains: a step leaves every lower weight as it was
+    before = [p.detach().clone() for g in groups[:3] for p in g]
+    inputs = torch.randint(3, model.config.vocab_size, (2, 8))
+    model(input_ids=inputs, labels=inputs).loss.backward()
+    opt.step()
+    assert all(torch.equal(a, p) for a, p in zip(before, [p for g in groups[:3] for p in g]))
+    assert all(p.grad is not None for p in groups[3])
