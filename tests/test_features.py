@@ -36,8 +36,9 @@ def test_cache_by_content_and_weights(model_and_tokenizer, tmp_path, monkeypatch
     first = hidden_features(model, tok, texts, cache_dir=tmp_path, model_ref="tiny")
     assert len(list(tmp_path.glob("*.npy"))) == 1
     calls = []
-    forward = model.forward
-    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    decoder = model.get_decoder()  # what the extractor runs (no vocabulary projection)
+    forward = decoder.forward
+    monkeypatch.setattr(decoder, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
     assert np.array_equal(hidden_features(model, tok, texts, cache_dir=tmp_path, model_ref="tiny"), first) and not calls
     hidden_features(model, tok, texts[::-1], cache_dir=tmp_path, model_ref="tiny")  # other content: encoded
     assert calls

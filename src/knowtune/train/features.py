@@ -58,14 +58,15 @@ def hidden_features(model, tokenizer, texts: list[str], *, layer: int = -1, pool
         if path.exists():
             return np.load(path, allow_pickle=False)
     device = next(model.parameters()).device
+    encoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     out = []
     pad_side, tokenizer.padding_side = tokenizer.padding_side, "right"
     try:
         for i in range(0, len(texts), batch_size):
             batch = tokenizer(texts[i: i + batch_size], return_tensors="pt", padding=True, truncation=True,
                               max_length=max_length).to(device)
-            with torch.no_grad():
-                states = model(**batch, output_hidden_states=True).hidden_states[layer].float()  # (B, T, d)
+            with torch.no_grad():  # the decoder alone: no vocabulary projection of every token
+                states = encoder(**batch, output_hidden_states=True).hidden_states[layer].float()  # (B, T, d)
             mask = batch["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
             if pooling == "mean":
                 pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
