@@ -20,14 +20,17 @@ def test_pooling_ignores_padding(model_and_tokenizer):
     model, tok = model_and_tokenizer
     texts = ["a kite", "the quick brown fox jumps over the lazy dog"]
     for pooling in ("mean", "last"):
-        together = hidden_features(model, tok, texts, pooling=pooling)
-        alone = np.concatenate([hidden_features(model, tok, [t], pooling=pooling) for t in texts])
+        together = hidden_features(model, tok, texts, pooling=pooling, precision="false")
+        alone = np.concatenate([hidden_features(model, tok, [t], pooling=pooling, precision="false") for t in texts])
         assert together.shape == (2, model.config.hidden_size)
         assert np.allclose(together, alone, atol=1e-5), pooling
     ids = tok(texts[:1], return_tensors="pt")
     with torch.no_grad():
         last = model(**ids, output_hidden_states=True).hidden_states[-1][0, -1].numpy()
-    assert np.allclose(hidden_features(model, tok, texts[:1], pooling="last")[0], last, atol=1e-5)
+    assert np.allclose(hidden_features(model, tok, texts[:1], pooling="last", precision="false")[0], last, atol=1e-5)
+    bf16 = hidden_features(model, tok, texts, precision="true")  # bf16 autocast: within its rounding of fp32
+    fp32 = hidden_features(model, tok, texts, precision="false")
+    assert np.abs(bf16 - fp32).max() < 0.05 * np.abs(fp32).max()
 
 
 def test_cache_by_content_and_weights(model_and_tokenizer, tmp_path, monkeypatch):

@@ -31,8 +31,9 @@ def model_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(model_ref: str, fingerprint: str, texts: list[str], layer: int, pooling: str, max_length: int) -> str:
-    h = hashlib.sha256(json.dumps([model_ref, fingerprint, layer, pooling, max_length]).encode())
+def cache_key(model_ref: str, fingerprint: str, texts: list[str], layer: int, pooling: str, max_length: int,
+              bf16: bool = False) -> str:
+    h = hashlib.sha256(json.dumps([model_ref, fingerprint, layer, pooling, max_length] + (["bf16"] if bf16 else [])).encode())
     for t in texts:
         h.update(t.encode())
         h.update(b"\0")
@@ -41,19 +42,22 @@ def cache_key(model_ref: str, fingerprint: str, texts: list[str], layer: int, po
 
 def hidden_features(model, tokenizer, texts: list[str], *, layer: int = -1, pooling: str = "mean",
                     max_length: int = 256, batch_size: int = 16, cache_dir: Path | None = None,
-                    model_ref: str = "", progress=None) -> np.ndarray:
+                    model_ref: str = "", precision: str = "auto", progress=None) -> np.ndarray:
     """(len(texts), hidden) float32: hidden states of `layer` (0 = embeddings, -1 = the last block) pooled over
-    each text's tokens (`mean`; or `last`, the final token's). Read from `cache_dir` when the same model, layer,
-    pooling and texts were encoded before."""
+    each text's tokens (`mean`; or `last`, the final token's), computed under bf16 autocast where that runs fast
+    (`precision`, as `use_bf16` reads it). Read from `cache_dir` when the same model, layer, pooling, precision
+    and texts were encoded before."""
     import torch
 
     from knowtune.io import write_bytes
+    from knowtune.models.precision import use_bf16
 
     if pooling not in POOLING:
         raise ValueError(f"pooling must be one of {POOLING}")
+    bf16 = use_bf16(precision)
     path = None
     if cache_dir is not None:
-        key = cache_key(model_ref, model_fingerprint(model), texts, layer, pooling, max_length)
+        key = cache_key(model_ref, model_fingerprint(model), texts, layer, pooling, max_length, bf16)
         path = Path(cache_dir) / f"{key}.npy"
         if path.exists():
             return np.load(path, allow_pickle=False)
@@ -65,7 +69,8 @@ def hidden_features(model, tokenizer, texts: list[str], *, layer: int = -1, pool
         for i in range(0, len(texts), batch_size):
             batch = tokenizer(texts[i: i + batch_size], return_tensors="pt", padding=True, truncation=True,
                               max_length=max_length).to(device)
-            with torch.no_grad():  # the decoder alone: no vocabulary projection of every token
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                # the decoder alone: no vocabulary projection of every token
                 states = encoder(**batch, output_hidden_states=True).hidden_states[layer].float()  # (B, T, d)
             mask = batch["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
             if pooling == "mean":
