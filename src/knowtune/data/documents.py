@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from knowtune.data.cloze import trim_span, sentences
+from knowtune.data.formats import not_utf8
 from knowtune.errors import DataError
 
 DOC_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
@@ -112,7 +113,7 @@ def _read_text(path: Path) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = not_utf8(raw, exc)[0]
         raise DataError(f"{path}:{line}: not valid UTF-8 text (byte {exc.start}).",
                         fix="save the file as UTF-8.") from exc
     if len(text) > MAX_DOCUMENT_CHARS:
