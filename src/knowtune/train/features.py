@@ -64,11 +64,12 @@ def hidden_features(model, tokenizer, texts: list[str], *, layer: int = -1, pool
     device = next(model.parameters()).device
     encoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     out = []
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of similar length: little padding
     pad_side, tokenizer.padding_side = tokenizer.padding_side, "right"
     try:
         for i in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[i: i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                              max_length=max_length).to(device)
+            batch = tokenizer([texts[j] for j in order[i: i + batch_size]], return_tensors="pt", padding=True,
+                              truncation=True, max_length=max_length).to(device)
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 # the decoder alone: no vocabulary projection of every token
                 states = encoder(**batch, output_hidden_states=True).hidden_states[layer].float()  # (B, T, d)
@@ -83,7 +84,9 @@ def hidden_features(model, tokenizer, texts: list[str], *, layer: int = -1, pool
                 progress(len(pooled))
     finally:
         tokenizer.padding_side = pad_side
-    features = np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+    features = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    if out:
+        features[order] = np.concatenate(out)  # back in the texts' order
     if path is not None:
         import io
 
