@@ -95,3 +95,42 @@ def start_server(args: list[str], env: dict, health: str = "/health", tries: int
             time.sleep(0.25)
     proc.kill()
     pytest.fail(f"{' '.join(args)} did not answer on {url}{health}")
+
+
+def run_cli(args: list[str]) -> subprocess.Popen:
+    """`python -m knowtune.cli ARGS` in a child process on one thread, output merged and unbuffered."""
+    import os
+
+    return subprocess.Popen([sys.executable, "-m", "knowtune.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+
+
+def assert_kill_and_resume_match(args: list[str], straight: Path, killed: Path, weights: str,
+                                 marker: str = "*/trainer_state.json") -> None:
+    """Run `knowtune ARGS --out STRAIGHT` to the end; run it again into KILLED, SIGKILL it once its first
+    checkpoint is complete, resume it with --resume; the saved weights of the two runs must be equal."""
+    import signal
+
+    import torch
+    from safetensors.torch import load_file
+
+    done = run_cli([*args, "--out", str(straight)])
+    out = done.communicate(timeout=900)[0]
+    assert done.returncode == 0, out
+    proc = run_cli([*args, "--out", str(killed)])
+    deadline = time.time() + 600
+    while not list((killed / "checkpoints").glob(marker)):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / weights).exists(), "killed too late: the run had finished"
+    resumed = run_cli([*args, "--out", str(killed), "--resume"])
+    out = resumed.communicate(timeout=900)[0]
+    assert resumed.returncode == 0, out
+    assert "Resuming from step" in out
+    a, b = load_file(str(straight / weights)), load_file(str(killed / weights))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k

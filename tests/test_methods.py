@@ -8,23 +8,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import small_pack
+from conftest import assert_kill_and_resume_match, small_pack
 from knowtune.data.preference import Pair
 from knowtune.train import lifecycle
 from knowtune.train.methods import METHODS
 
 PAIRS = [Pair(f"What colour is kite {i}?", f"Kite {i} is blue.", f"Kite {i} is red.") for i in range(30)]
-CASES = ["teach", "teach-full", "reward", "dpo", "kto", "ppo"]  # every method of the table; teach both ways
+CASES = ["teach", "teach-full", "reward", "dpo", "kto", "ppo"]  # every knowledge method of the table; teach both ways
+TASK_MATRIX = {"task"}  # `task train`: its method x task matrix is tests/test_task_methods.py
 WEIGHTS = {"reward": "reward/adapter_model.safetensors", "teach-full": "model/model.safetensors"}
 
 
@@ -150,12 +149,6 @@ def cli_args(case: str, settings: dict) -> list[str]:
     return [*verb, *args]
 
 
-def start(case: str, settings: dict, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "knowtune.cli", *cli_args(case, dict(settings)), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
-
-
 KILL_SETTINGS = {  # long enough that the kill lands between the first checkpoint and the end
     "teach": dict(epochs=4, checkpoint_every=3),
     "teach-full": dict(epochs=4, checkpoint_every=3),
@@ -171,29 +164,14 @@ def test_killed_run_resumes_to_the_same_weights(case, work, tiny_model, reward_r
     settings = settings_for(case, work, tiny_model, reward_run, tmp_path / "straight", audit=False,
                             **KILL_SETTINGS[case])
     settings.pop("probes")
-    straight = start(case, settings)
-    out = straight.communicate(timeout=900)[0]
-    assert straight.returncode == 0, out
+    settings.pop("out")
+    assert_kill_and_resume_match(cli_args(case, settings), tmp_path / "straight", tmp_path / "killed",
+                                 WEIGHTS.get(case, "adapter/adapter_model.safetensors"),
+                                 "*/state.json" if case == "ppo" else "*/trainer_state.json")
 
-    killed = dict(settings, out=str(tmp_path / "killed"))
-    proc = start(case, killed)
-    deadline = time.time() + 600
-    marker = "*/state.json" if case == "ppo" else "*/trainer_state.json"
-    while not list((tmp_path / "killed" / "checkpoints").glob(marker)):
-        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    weights = WEIGHTS.get(case, "adapter/adapter_model.safetensors")
-    assert not (tmp_path / "killed" / weights).exists(), "killed too late: the run had finished"
-    resumed = start(case, killed, "--resume")
-    out = resumed.communicate(timeout=900)[0]
-    assert resumed.returncode == 0, out
-    assert "Resuming from step" in out
-    a, b = load_file(str(tmp_path / "straight" / weights)), load_file(str(tmp_path / "killed" / weights))
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+
+def test_every_method_of_the_table_is_tested():
+    assert {method_of(c).name for c in CASES} | TASK_MATRIX == set(METHODS)
 
 
 def test_cli_verbs_are_the_method_table():

@@ -20,6 +20,9 @@ models_app = typer.Typer(help="List, and fetch, base models.", invoke_without_co
 app.add_typer(models_app, name="models")
 reward_app = typer.Typer(help="Reward models: learn from preference pairs which answer people prefer.", no_args_is_help=True)
 app.add_typer(reward_app, name="reward")
+task_app = typer.Typer(help="Fine-tune for a task (classification, NER, summarisation, translation, QA) and compare "
+                       "the classic transfer-learning methods on it.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
 feedback_app = typer.Typer(help="Collect human ratings of a model's answers in a web app, and export them.",
                            no_args_is_help=True)
 app.add_typer(feedback_app, name="feedback")
@@ -58,9 +61,12 @@ def _guard(fn):
 def check(files: List[Path] = typer.Argument(..., help="Data files to validate (JSONL, CSV, Parquet, YAML packs)."),
           model: str = typer.Option("smollm2-135m", help="Model whose tokenizer counts tokens (if cached)."),
           max_length: int = typer.Option(256, help=_help("max_length")),
-          as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
+          as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+          task: Optional[str] = typer.Option(None, help="Read FILES as a task's data (sentiment, ner, summarise, translate, qa), as `knowtune task train` reads them.")):
     """Validate data files: every problem with its line number, plus counts and token statistics.
     Exit code 1 when any file has an error."""
+    if task:
+        return _check_task(task, [str(f) for f in files])
     from knowtune.data.documents import is_document
     from knowtune.data.validate import check_file
     from knowtune.train.estimate import token_counter, training_estimate
@@ -82,6 +88,23 @@ def check(files: List[Path] = typer.Argument(..., help="Data files to validate (
                           f"~{est['minutes']:.0f} min for {est['epochs']} epochs on this CPU ({how}).")
     if any(r.errors for r in reports):
         raise typer.Exit(1)
+
+
+def _check_task(task: str, files: list[str]) -> None:
+    """Read task files as `task train` does (a bad line is a DataError naming file and line) and summarise them."""
+    from collections import Counter
+
+    from knowtune.eval.tasks import get_task
+
+    t = get_task(task)
+    examples = t.read(files)
+    what = {"sequence": lambda: "labels " + ", ".join(f"{k} {v:,}" for k, v in Counter(e.target for e in examples).most_common()),
+            "token": lambda: "entities " + ", ".join(f"{k} {v:,}" for k, v in Counter(
+                tag[2:] for e in examples for tag in e.target if tag.startswith("B-")).most_common()),
+            "generate": lambda: (f"{sum(bool(e.target) for e in examples):,} answerable, {sum(not e.target for e in examples):,} unanswerable"
+                                 if t.name == "qa" else f"{sum(len(e.target) for e in examples):,} reference texts")}[t.kind]()
+    console.print(f"[bold]{', '.join(files)}[/]: [green]ok[/] - {t.name} data, {len(examples):,} examples; {what}",
+                  highlight=False)
 
 
 def _check_documents(paths: list[Path]) -> None:
@@ -128,7 +151,11 @@ def _settings(cls, config: Optional[Path], set_: list[str], flags: dict, resume:
         if "=" not in item:
             raise KnowtuneError(f"--set {item!r} is not NAME=VALUE.", fix="write it like --set lora_r=8.")
         k, v = item.split("=", 1)
-        extra[k.strip()] = yaml.safe_load(v)
+        value = yaml.safe_load(v)
+        field = cls.model_fields.get(k.strip())
+        if isinstance(value, bool) and field is not None and "'true'" in repr(field.annotation):
+            value = str(value).lower()  # YAML reads `false` as a bool; bf16's choices are the words
+        extra[k.strip()] = value
     out = flags.get("out")
     if resume and out and (Path(out) / "config.yaml").exists() and not config:
         config = Path(out) / "config.yaml"
@@ -470,7 +497,8 @@ def method_command(method_cls):
         return args[0] if args else ann
 
     shared = [n for g in GROUPS for n in g.model_fields if n in S.model_fields]
-    order = [method_cls.argument] + [n for n in S.model_fields if n not in shared] + shared
+    positional = (method_cls.argument,) if isinstance(method_cls.argument, str) else method_cls.argument
+    order = [*positional] + [n for n in S.model_fields if n not in shared] + shared
     for name in dict.fromkeys(order):
         f = S.model_fields[name]
         kind = python_type(f.annotation)
@@ -478,7 +506,7 @@ def method_command(method_cls):
         choices = typing.get_args(f.annotation) if typing.get_origin(f.annotation) is typing.Literal else ()
         help_text = f.description + (f" One of: {', '.join(map(str, choices))}." if choices else "") + \
             (f" (default {default})" if default not in (None, [], "") and not isinstance(default, list) else "")
-        if name == method_cls.argument:
+        if name in positional:
             info = typer.Argument(None, help=f.description, show_default=False)
         else:
             flag = name.replace("_", "-")
@@ -517,13 +545,118 @@ def _register_methods() -> None:
     """One verb per method of the table (a method's `verb` may put it in a group: `knowtune reward train`)."""
     from knowtune.train.methods import METHODS
 
-    groups = {"reward": reward_app}
+    groups = {"reward": reward_app, "task": task_app}
     for m in METHODS.values():
         *group, verb = m.words()
         (groups[group[0]] if group else app).command(verb, help=m.help, rich_help_panel="Training methods (each run: audit before, train, audit after, report)")(method_command(m))
 
 
 _register_methods()
+
+
+@task_app.command("eval")
+@_guard
+def task_eval(model: str = typer.Argument(..., help="A `knowtune task train` run folder, or a model (alias, folder, run) to score zero-shot."),
+              task: str = typer.Argument(..., help="sentiment (or classify), ner, summarise, translate or qa."),
+              files: List[str] = typer.Argument(..., help="Test files in the task's format (translation: source file, then target file)."),
+              max_examples: int = typer.Option(0, help="Score a seeded sample of this many examples (0: all)."),
+              predictions: Optional[Path] = typer.Option(None, help="Also write each example with its prediction to this JSONL file."),
+              as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON.")):
+    """Score a task run (or a model, zero-shot) on test files with the task's metric."""
+    from knowtune.eval.tasks import example_row, get_task, labels_of
+    from knowtune.io import write_jsonl
+    from knowtune.progress import phase
+    from knowtune.train.methods.task import TaskSettings, sample, zero_shot_model
+
+    import contextlib
+
+    from knowtune.progress import library_output
+
+    t = get_task(task)
+    examples = sample(t.read(files), max_examples, 0)
+    with library_output(None, False):  # loading bars and warnings: not on the console
+        if (Path(model) / "config.yaml").exists() and "task" in yaml_keys(Path(model) / "config.yaml"):
+            from knowtune.train.classic.predict import load_task_model
+
+            tm = load_task_model(model, log=lambda *a: None)
+            if tm.settings["task"] not in (t.name, *t.aliases):
+                raise KnowtuneError(f"{model} was trained for {tm.settings['task']}, not {t.name}.", fix="give the run's own task.")
+        else:
+            s = TaskSettings(task=t.name, data=list(files), model=model)
+            tm = zero_shot_model(t, s, labels_of(t, examples), log=lambda *a: None)
+            if tm is None:
+                raise KnowtuneError("A base model cannot tag entities zero-shot.", fix="train a tagger with `knowtune task train ner FILE`.")
+        shown = contextlib.nullcontext(None) if as_json else phase(f"Scoring {len(examples):,} examples", len(examples), unit="example")
+        with shown as advance:
+            got = tm.predict(examples, progress=advance)
+    metrics = t.score(examples, got)
+    if predictions:
+        write_jsonl(predictions, [example_row(t, e, p) for e, p in zip(examples, got)])
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    from knowtune.eval.task_compare import hundredths
+
+    out = Table(title=f"{t.name}: {model} on {len(examples):,} examples")
+    out.add_column("metric")
+    out.add_column("value")
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and k != "n":
+            out.add_row(k, f"{v:.1f}" if hundredths(t.name, k) else f"{100 * v:.1f}%")
+    console.print(out)
+    for name, v in (metrics.get("per_type") or {}).items():
+        console.print(f"  {name}: F1 {100 * v['f1']:.1f}% ({v['support']} entities)", highlight=False)
+
+
+def yaml_keys(path: Path) -> set:
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    return set(data) if isinstance(data, dict) else set()
+
+
+@task_app.command("compare")
+@_guard
+def task_compare(task: str = typer.Argument(..., help="sentiment (or classify), ner, summarise, translate or qa."),
+                 data: List[str] = typer.Argument(..., help="Training files of the task (translation: source file then target file)."),
+                 methods: str = typer.Option("feature,head,freeze,ulmfit,lora,full", help="Comma-separated methods to train, each in its own process: feature, head, freeze, ulmfit, lora, dora, full."),
+                 eval_files: List[str] = typer.Option([], "--eval", help="Test files (else a seeded share of the data is held out)."),
+                 out: Optional[Path] = typer.Option(None, help="Folder of the runs and the comparison (default runs/compare-TASK)."),
+                 set_: List[str] = typer.Option([], "--set", help="A setting for every method's run as NAME=VALUE (e.g. --set epochs=2 --set max_train_examples=4000)."),
+                 model: Optional[str] = typer.Option(None, help="Base model (default smollm2-135m)."),
+                 resume: bool = typer.Option(False, help="Keep the finished runs in --out, resume the unfinished ones.")):
+    """Train several methods on one task and print one table: the task's metric, trainable parameters, training
+    time, peak memory and tokens/s, beside the trivial baseline and the zero-shot start model; writes
+    compare.md, compare.json and a plot (compare.png)."""
+    from knowtune.eval import task_compare as tc
+    from knowtune.eval.tasks import get_task
+    from knowtune.train.classic import RECIPES
+
+    t = get_task(task)
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in RECIPES]
+    if unknown:
+        raise KnowtuneError(f"Unknown method(s): {', '.join(unknown)}.", fix=f"choose from {', '.join(RECIPES)}.")
+    cannot = [m for m in chosen if t.kind not in RECIPES[m].kinds]
+    if cannot:
+        raise KnowtuneError(f"{', '.join(cannot)} cannot train a {t.name} task.",
+                            fix="leave them out: " + ", ".join(m for m, r in RECIPES.items() if t.kind in r.kinds) + " can.")
+    folder = out or Path("runs") / f"compare-{t.name}"
+    extra = [a for f in eval_files for a in ("--eval", f)] + [a for s in set_ for a in ("--set", s)]
+    extra += ["--model", model] if model else []
+    codes = tc.run_methods(task, list(data), chosen, folder, extra, resume=resume, log=console.print)
+    result = tc.collect(t.name, folder, chosen)
+    header, rows = tc.table(result)
+    shown = Table(title=f"{t.name}: methods compared (metrics in %, test examples)")
+    for col in header:
+        shown.add_column(col, overflow="fold")
+    for r in rows:
+        shown.add_row(*r)
+    console.print(shown)
+    for path in tc.write(result, folder):
+        console.print(f"Wrote {path}", highlight=False)
+    if any(codes.values()):
+        raise typer.Exit(1)
 
 
 @models_app.callback()

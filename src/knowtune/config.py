@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from knowtune.errors import KnowtuneError
 
-Optimizer = Literal["adamw", "sgd"]
+Optimizer = Literal["adamw", "adam", "sgd"]
 
 
 class RunSettings(BaseModel):
@@ -79,10 +79,12 @@ class OptimSettings(BaseModel):
 
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
     batch_size: int = Field(8, ge=1, description="Examples per optimiser step.")
-    optimizer: Optimizer = Field("adamw", description="adamw (Adam with decoupled weight decay) or sgd (plain stochastic gradient descent: wants a learning rate 10-100x higher).")
+    optimizer: Optimizer = Field("adamw", description="adamw (Adam with decoupled weight decay), adam (weight decay as L2 on the gradient) or sgd (stochastic gradient descent with momentum: wants a learning rate 10-100x higher).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum (0: plain SGD).")
+    nesterov: bool = Field(False, description="sgd: Nesterov's momentum.")
     lr_scheduler: str = Field("cosine", description="Learning-rate schedule (any transformers scheduler name: cosine, linear, constant, constant_with_warmup, ...).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")
-    weight_decay: float = Field(0.0, ge=0, description="Weight decay (decoupled with adamw, L2 with sgd).")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay (decoupled with adamw, L2 with adam and sgd).")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this norm.")
     checkpoint_every: int = Field(0, ge=0, description="Optimiser steps between checkpoints (0: one at the end of every epoch); a killed run resumes from the last complete one. Where a method evaluates on dev data (teach), it then evaluates at every checkpoint too, and early stopping counts evaluations.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (the best one is always kept).")

@@ -105,7 +105,7 @@ def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> tuple[int, str]:
     return raw[: exc.start].count(b"\n") + 1, f"is not valid UTF-8 text (byte {exc.start}); save the file as UTF-8"
 
 
-def _refuse_long_lines(path: Path, text: str, first_line: int = 1) -> None:
+def refuse_long_lines(path: Path, text: str, first_line: int = 1) -> None:
     """DataError at the first line longer than MAX_LINE_CHARS (checked only when the text is that long at all)."""
     if len(text) <= MAX_LINE_CHARS:
         return
@@ -182,7 +182,7 @@ def _read_jsonl(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
             notes.append("UTF-8 byte-order mark at the start of the file (accepted)")
         if not line.strip():
             continue
-        _refuse_long_lines(path, line, first_line=i)
+        refuse_long_lines(path, line, first_line=i)
         _refuse_deep_json(path, line, first_line=i)
         try:
             obj = json.loads(line)
@@ -197,7 +197,7 @@ def _read_jsonl(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
 
 
 def _read_json_array(path: Path, text: str) -> tuple[list[Row], list[tuple[int, str]]]:
-    _refuse_long_lines(path, text)
+    refuse_long_lines(path, text)
     _refuse_deep_json(path, text)
     try:
         items = json.loads(text)
@@ -220,7 +220,7 @@ def _read_csv(path: Path) -> list[Row]:
         line = not_utf8(raw, exc)[0]
         raise DataError(f"{path}:{line}: not valid UTF-8 text (byte {exc.start}).",
                         fix="save the file as UTF-8.") from exc
-    _refuse_long_lines(path, text)
+    refuse_long_lines(path, text)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows = []
     try:
@@ -267,7 +267,7 @@ def _read_yaml_pack(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return [], [not_utf8(raw, exc)]
-    _refuse_long_lines(path, text)
+    refuse_long_lines(path, text)
     _refuse_deep_yaml(path, text)
     loader = pack_loader()(text)
     try:

@@ -21,10 +21,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from knowtune.data.formats import SUFFIXES, not_utf8, read_rows
+from knowtune.data.formats import SUFFIXES, refuse_long_lines, not_utf8, read_rows
 from knowtune.errors import DataError
 
 TAG = re.compile(r"^(O|[BI]-\S+)$")
+MAX_TEXT_BYTES = 1 << 30  # 1 GiB of text in one task file (uncompressed)
 
 
 @dataclass
@@ -69,12 +70,17 @@ def _text_lines(path: Path) -> list[str]:
         raise DataError(f"{path}: no such file.", fix="check the path.")
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+        with gzip.open(path) as f:  # read no more than the limit: a small .gz can expand to gigabytes
+            raw = f.read(MAX_TEXT_BYTES + 1)
+    if len(raw) > MAX_TEXT_BYTES:
+        raise DataError(f"{path}: more than {MAX_TEXT_BYTES // 2**20:,} MiB of text, more than knowtune reads from one "
+                        "task file.", fix="split the file, or give a sample of it.")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line, message = not_utf8(raw, e)
         raise DataError(f"{path}:{line}: {message}.") from None
+    refuse_long_lines(path, text)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline

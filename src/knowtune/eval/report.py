@@ -29,7 +29,8 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     if len(groups) > 1:
         rows += [(f"  {name} ({g['n']})", pct(g["before"]), pct(g["after"]), points(g["before"], g["after"]))
                  for name, g in groups.items()]
-    rows.append((f"{summary.get('retention_label', 'General knowledge')} ({summary['n_retention']})", pct(rb), pct(ra), points(rb, ra)))
+    if summary["n_retention"]:
+        rows.append((f"{summary.get('retention_label', 'General knowledge')} ({summary['n_retention']})", pct(rb), pct(ra), points(rb, ra)))
     if summary.get("n_unknowns"):
         ub, ua = summary["unknowns_declined_before"], summary["unknowns_declined_after"]
         rows.append((f"Unknown questions declined ({summary['n_unknowns']})", pct(ub), pct(ua), points(ub, ua)))

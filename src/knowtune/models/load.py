@@ -88,7 +88,7 @@ def _load_error(name: str, model_dir: str, exc: Exception) -> KnowtuneError:
     )
 
 
-def load_for_answering(ref: str, log=print):
+def load_for_answering(ref: str, log=print, precision: str = "auto"):
     """Load a model as load_for_inference does, made ready to answer: on the GPU if there is one, in bf16 where
     that runs fast (see models.precision.for_answering). For the audit, teach's replay answers, ask, chat, serve,
     RAG and the rating app; never for a model that will train or be saved."""
@@ -99,7 +99,7 @@ def load_for_answering(ref: str, log=print):
     model, tokenizer = load_for_inference(ref, log=log)
     if torch.cuda.is_available():  # answer where it is fastest; generation follows the model's device
         model = model.to("cuda")
-    return for_answering(model), tokenizer
+    return for_answering(model, precision), tokenizer
 
 
 def load_for_inference(ref: str, log=print):
@@ -123,3 +123,30 @@ def load_for_inference(ref: str, log=print):
         raise KnowtuneError(f"{run} is a knowtune run without trained weights (no adapter/ or model/ folder).",
                             fix=f"finish it with `knowtune teach ... --out {run} --resume`.")
     return load_model_and_tokenizer(ref, log=log)
+
+
+def with_new_head(ref: str, kind: str, num_labels: int, seed: int = 0, labels: list[str] | None = None,
+                  config_changes: dict | None = None, log=print):
+    """A classifier whose body is the model `ref` names (a run's tuned model included) and whose head is new
+    (seeded): `kind` "sequence" (one prediction per text, read at its last token) or "token" (one per token).
+    `config_changes` set configuration fields first (e.g. dropout). Returns (model, tokenizer) in fp32."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    auto = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}[kind]
+    causal, tokenizer = load_for_inference(ref, log=log)
+    torch.manual_seed(seed)
+    config = causal.config
+    config.num_labels = num_labels
+    config.pad_token_id = tokenizer.pad_token_id
+    if labels:
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: i for i, label in enumerate(labels)}
+    for key, value in (config_changes or {}).items():
+        setattr(config, key, value)
+    model = auto.from_config(config, dtype=torch.float32)
+    body = getattr(model, model.base_model_prefix)
+    body.load_state_dict(getattr(causal, causal.base_model_prefix).state_dict())
+    del causal
+    model.eval()
+    return model, tokenizer

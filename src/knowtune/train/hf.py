@@ -9,8 +9,8 @@ import types
 
 from knowtune.errors import KnowtuneError
 from knowtune.models.precision import use_bf16
+from knowtune.train.optim import hf_optimizer
 
-HF_OPTIMIZERS = {"adamw": "adamw_torch_fused", "sgd": "sgd"}  # fused: transformers' default, the arithmetic teach was tuned with
 
 
 def training_args(config_cls, s, run_dir, n_examples: int, evaluate: bool = False, **extra):
@@ -24,7 +24,7 @@ def training_args(config_cls, s, run_dir, n_examples: int, evaluate: bool = Fals
     return config_cls(
         output_dir=str(run_dir / "checkpoints"), num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=s.batch_size, per_device_eval_batch_size=s.batch_size,
-        learning_rate=s.learning_rate, optim=HF_OPTIMIZERS[s.optimizer], lr_scheduler_type=s.lr_scheduler,
+        learning_rate=s.learning_rate, **hf_optimizer(s), lr_scheduler_type=s.lr_scheduler,
         warmup_steps=int(s.warmup_ratio * total), weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
         logging_steps=max(1, steps_per_epoch // 4),
         eval_strategy=("steps" if every else "epoch") if evaluate else "no", eval_steps=every or None,

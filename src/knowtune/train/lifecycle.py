@@ -54,7 +54,7 @@ class Measure:
 @dataclass
 class Trained:
     """What a method's `train` returns: what to save, and how training went."""
-    folder: Literal["adapter", "model", "reward"]
+    folder: Literal["adapter", "model", "reward", "task"]
     objects: tuple  # each gets save_pretrained (model or adapter, tokenizer)
     steps: int
     epochs: float | None = None
@@ -132,8 +132,9 @@ class Method(ABC):
     verb: ClassVar[str] = ""  # the CLI words when they are not the name (reward: "reward train")
     help: ClassVar[str]  # what the verb does, for --help
     Settings: ClassVar[type[RunSettings]]
-    argument: ClassVar[str] = "data"  # the setting given as the verb's positional argument(s)
+    argument: ClassVar[str | tuple[str, ...]] = "data"  # the setting(s) given as the verb's positional arguments
     reads_ratings: ClassVar[bool] = False  # its data may be rating databases, read by the front end
+    per_fact: ClassVar[bool] = True  # its audit's probes are facts' phrasings (the per-fact verdict table)
 
     @classmethod
     def words(cls) -> list[str]:
@@ -161,6 +162,10 @@ class Method(ABC):
         from knowtune.eval.audit import audit_model
 
         return audit_model(ref, prep.audit, after, log=log)
+
+    def audit_measures(self, s, prep: Prepared, before: dict, after: dict) -> list[Measure]:
+        """Its own figures read from the two audits (e.g. a task's metrics), after those `train` returned."""
+        return []
 
     def plots(self, run: Run) -> list[tuple[str, Path]]:
         """The method's own plots for the report: (caption, path) pairs."""
@@ -202,8 +207,9 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
         confidence = after.pop("confidence", None)
         result = RunResult(SCHEMA_VERSION, method.name, r.dir.name, s.model_dump(),
                            summary(before, after) if audit_on else None,
-                           fact_table(before, after) if audit_on else [], before, after, training,
-                           trained.measures, prep.coverage, confidence)
+                           fact_table(before, after) if audit_on and method.per_fact else [], before, after,
+                           training, trained.measures + method.audit_measures(s, prep, before, after), prep.coverage,
+                           confidence)
         from knowtune.eval.report import write_reports
 
         data = result.to_json()

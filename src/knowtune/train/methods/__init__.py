@@ -7,6 +7,7 @@ from knowtune.train.lifecycle import Method
 from knowtune.train.methods.dpo import DPO, KTO
 from knowtune.train.methods.ppo import PPO
 from knowtune.train.methods.reward import Reward
+from knowtune.train.methods.task import TaskMethod
 from knowtune.train.methods.teach import Teach
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Teach, Reward, DPO, KTO, PPO)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Teach, Reward, DPO, KTO, PPO, TaskMethod)}

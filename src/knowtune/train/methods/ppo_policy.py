@@ -19,6 +19,7 @@ from knowtune.eval.generate import pad_batch
 from knowtune.io import replace_dir
 from knowtune.models.precision import use_bf16
 from knowtune.train.methods import ppo_losses as L
+from knowtune.train.optim import make_optimizer
 
 @dataclass
 class Rollout:
@@ -282,9 +283,3 @@ def measure_reward(trainer: PPOTrainer, reward_model, prompts: list[str], batch:
             "sampled_reward_mean": statistics.fmean(sampled_scores), "sampled_reward_std": statistics.pstdev(sampled_scores),
             "kl_mean": statistics.fmean(kls),
             "answers": [{"prompt": p, "answer": a, "reward": r} for p, a, r in zip(prompts, answers, scores)]}
-
-
-def make_optimizer(params, s) -> torch.optim.Optimizer:
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.learning_rate, weight_decay=s.weight_decay)
-    return torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)

@@ -51,22 +51,9 @@ def encode_conversation(tokenizer, prompt: str, answer: str) -> list[int]:
 def build_reward_backbone(ref: str, seed: int = 0, log=print):
     """A sequence classifier with one output (the reward) whose body is the model `ref` names (a run's tuned
     model included); the head is new. Returns (model, tokenizer)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
+    from knowtune.models.load import with_new_head
 
-    from knowtune.models.load import load_for_inference
-
-    causal, tokenizer = load_for_inference(ref, log=log)
-    torch.manual_seed(seed)
-    config = causal.config
-    config.num_labels = 1
-    config.pad_token_id = tokenizer.pad_token_id
-    model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-    body = getattr(model, model.base_model_prefix)
-    body.load_state_dict(getattr(causal, causal.base_model_prefix).state_dict())
-    del causal
-    model.eval()
-    return model, tokenizer
+    return with_new_head(ref, "sequence", 1, seed, log=log)
 
 
 class RewardModel:

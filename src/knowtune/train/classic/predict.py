@@ -1,0 +1,252 @@
+"""Predictions of a task model, whatever trained it: one function per kind of model, used alike by early
+stopping (the live model), the audit, `knowtune task eval` and the benchmark (a saved run, or the zero-shot
+base model); and the encoding that training shares with them, so a model is always read the way it was taught.
+
+- sequence classifier: the label of the highest logit (read at the text's last token);
+- token classifier: each word's tag, read at the word's first sub-token;
+- generation (and zero-shot): the chat template's greedy answer;
+- zero-shot classification: the label whose text the model finds most likely after the question.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from knowtune.eval.tasks import Example, Task
+from knowtune.models.precision import answering_precision
+
+BATCH = 32
+
+
+def encode_words(tokenizer, words: list[str], max_length: int) -> tuple[list[int], list[int]]:
+    """(ids, first) for a pre-split sentence: each word encoded as it reads in running text (a space before
+    all but the first), and the index of each word's first sub-token (words cut off by max_length dropped)."""
+    ids: list[int] = []
+    first: list[int] = []
+    for i, w in enumerate(words):
+        piece = tokenizer((" " if i else "") + w, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id or 0]
+        if len(ids) + 1 > max_length:
+            break
+        first.append(len(ids))
+        ids += piece[: max_length - len(ids)]
+    return ids, first
+
+
+ROOM = 192  # tokens a generation row may take beyond max_length: the instruction, the template and the answer
+
+
+def clip(tokenizer, text: str, max_tokens: int) -> str:
+    """`text` cut to its first `max_tokens` tokens."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
+
+
+def chat_prompt(task: Task, ex: Example, opts: dict, tokenizer=None, max_length: int | None = None) -> list[dict]:
+    """The user turn of a generation task; with a tokenizer, the source text (QA: the passage) first cut to
+    `max_length` tokens, so an over-long input loses its end, never the question or the answer."""
+    if tokenizer is not None and max_length:
+        if isinstance(ex.input, tuple):
+            ex = Example((ex.input[0], clip(tokenizer, ex.input[1], max_length)), ex.target, ex.where, ex.group)
+        else:
+            ex = Example(clip(tokenizer, ex.input, max_length), ex.target, ex.where, ex.group)
+    return [{"role": "user", "content": task.prompt(ex, opts)}]
+
+
+def encode_example(task: Task, ex: Example, tokenizer, labels: list[str], max_length: int, opts: dict,
+                   train: bool = True) -> list[dict]:
+    """The training rows of one example: input_ids and labels (sequence: the label's index; token: each word's
+    first sub-token its tag's index, -100 elsewhere; generation: the answer's tokens, -100 on the prompt; one
+    row per reference)."""
+    if task.kind == "sequence":
+        ids = tokenizer(ex.input, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+        return [{"input_ids": ids, "labels": labels.index(ex.target)}]
+    if task.kind == "token":
+        ids, first = encode_words(tokenizer, ex.input, max_length)
+        tags = [-100] * len(ids)
+        for pos, tag in zip(first, ex.target):
+            tags[pos] = labels.index(tag)
+        return [{"input_ids": ids, "labels": tags}]
+    from knowtune.data.augment import TrainItem
+    from knowtune.train.tokenize import encode
+
+    rows = []
+    for target in task.targets(ex):
+        r = encode(tokenizer, TrainItem("chat", chat_prompt(task, ex, opts, tokenizer, max_length), target, "task"),
+                   max_length + ROOM)
+        if any(r["completion_mask"]):
+            rows.append({"input_ids": r["input_ids"],
+                         "labels": [t if m else -100 for t, m in zip(r["input_ids"], r["completion_mask"])]})
+    return rows
+
+
+def collate(rows: list[dict], pad_id: int, multiple: int | None = 16) -> dict:
+    """A batch of encoded rows, right-padded to a multiple of `multiple` tokens."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    if multiple:
+        width = -(-width // multiple) * multiple
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+        mask[i, : len(r["input_ids"])] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if rows and "labels" in rows[0]:
+        if isinstance(rows[0]["labels"], list):
+            labels = torch.full_like(ids, -100)
+            for i, r in enumerate(rows):
+                labels[i, : len(r["labels"])] = torch.tensor(r["labels"])
+            batch["labels"] = labels
+        else:
+            batch["labels"] = torch.tensor([r["labels"] for r in rows])
+    return batch
+
+
+def predict(task: Task, model, tokenizer, examples: list[Example], labels: list[str], max_length: int, opts: dict,
+            max_new_tokens: int = 64, progress=None) -> list:
+    """One prediction per example from a live model of the task's kind (a classifier, or a causal LM for a
+    generation task), in the target's form."""
+    import torch
+
+    if task.kind == "generate":
+        from knowtune.eval.generate import GenerationSettings, generate_answers
+
+        return generate_answers(model, tokenizer, [("chat", chat_prompt(task, ex, opts, tokenizer, max_length)) for ex in examples],
+                                GenerationSettings(max_new_tokens=max_new_tokens), progress)
+    device = next(model.parameters()).device
+    encoded = [encode_example(task, ex, tokenizer, labels, max_length, opts)[0] for ex in examples]
+    firsts = [encode_words(tokenizer, ex.input, max_length)[1] for ex in examples] if task.kind == "token" else []
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    out: list = [None] * len(encoded)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), BATCH):
+            chunk = order[start: start + BATCH]
+            batch = collate([{"input_ids": encoded[i]["input_ids"]} for i in chunk], tokenizer.pad_token_id)
+            with torch.no_grad(), answering_precision(model):
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+            for row, i in enumerate(chunk):
+                if task.kind == "sequence":
+                    out[i] = labels[int(logits[row].argmax())]
+                else:
+                    best = logits[row].argmax(-1).tolist()
+                    tags = [labels[best[p]] for p in firsts[i]]
+                    out[i] = tags + ["O"] * (len(examples[i].input) - len(tags))  # words past max_length
+            if progress:
+                progress(len(chunk))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def zero_shot_labels(model, tokenizer, texts: list[str], labels: list[str], progress=None) -> list[str]:
+    """The zero-shot base model's label for each text: the label whose words are most likely (mean log-probability
+    per token) as the answer to "Which of these labels fits this text?" in the chat template."""
+    import torch
+
+    from knowtune.eval.generate import render_prompt
+
+    device = next(model.parameters()).device
+    out = []
+    for text in texts:
+        prompt = render_prompt(tokenizer, "chat", [{"role": "user", "content":
+                               f"Text: {text}\n\nWhich label fits this text: {', '.join(labels)}? Answer with the label only."}])
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        rows = [p + tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+        batch = collate([{"input_ids": r} for r in rows], tokenizer.pad_token_id, None)
+        with torch.no_grad(), answering_precision(model):
+            logp = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().log_softmax(-1)
+        scores = []
+        for i, r in enumerate(rows):
+            targets = torch.tensor(r[len(p):], device=device)
+            scores.append(float(logp[i, len(p) - 1: len(r) - 1].gather(-1, targets[:, None]).mean()))
+        out.append(labels[max(range(len(labels)), key=scores.__getitem__)])
+        if progress:
+            progress(1)
+    return out
+
+
+@dataclass
+class TaskModel:
+    """A saved task run, ready to predict: `predict(examples, progress=None)` -> one prediction per example."""
+    predict: Callable
+    model: object
+    tokenizer: object
+    settings: dict
+
+
+def load_task_model(run: str | Path, log=print) -> TaskModel:
+    """A saved `knowtune task train` run, loaded as it was trained (a classifier with its head, an adapter
+    merged, or the frozen LLM and the feature classifier)."""
+    import yaml
+
+    from knowtune.errors import KnowtuneError
+    from knowtune.eval.tasks import get_task
+    from knowtune.models.load import load_for_answering
+    from knowtune.train.classic.feature import DESCRIPTION, FeatureClassifier
+
+    run = Path(run)
+    if not (run / "config.yaml").exists():
+        raise KnowtuneError(f"{run} is not a knowtune run folder (no config.yaml).", fix="give the --out folder of `knowtune task train`.")
+    s = yaml.safe_load((run / "config.yaml").read_text())
+    if "task" not in s:
+        raise KnowtuneError(f"{run} is not a task run.", fix="give the --out folder of `knowtune task train`, or a model to score zero-shot.")
+    task = get_task(s["task"])
+    if (run / "task" / DESCRIPTION).exists():  # feature: the frozen LLM's features + the classifier
+        from knowtune.train.features import hidden_features
+
+        clf, desc = FeatureClassifier.load(run / "task")
+        model, tokenizer = load_for_answering(s["model"], log=log, precision=s.get("bf16", "auto"))
+
+        def predict_features(examples, progress=None):
+            x = hidden_features(model, tokenizer, [e.input for e in examples], layer=desc["layer"],
+                                pooling=desc["pooling"], max_length=s["max_length"], precision=s.get("bf16", "auto"),
+                                progress=progress)
+            return clf.predict(x)
+        return TaskModel(predict_features, model, tokenizer, s)
+    if task.kind == "generate":
+        model, tokenizer = load_for_answering(str(run), log=log)
+        labels = []
+    elif (run / "task").exists():
+        model, tokenizer = load_classifier(run / "task", s, task.kind, log)
+        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    else:
+        raise KnowtuneError(f"{run} holds no trained task model.", fix=f"finish it with `knowtune task train ... --out {run} --resume`.")
+    from knowtune.eval.tasks import language_options
+
+    opts = language_options(task, s.get("eval") or s.get("data") or [], s.get("source_language"), s.get("target_language"))
+
+    def predict_model(examples, progress=None):
+        return predict(task, model, tokenizer, examples, labels, s["max_length"], opts, s.get("max_new_tokens", 64), progress)
+    return TaskModel(predict_model, model, tokenizer, s)
+
+
+def load_classifier(folder: Path, s: dict, kind: str, log=print):
+    """A task run's classifier: the saved model, or the base with a new head + the saved adapter (and head)."""
+    import json
+
+    if (folder / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        from knowtune.models.load import with_new_head
+
+        labels = json.loads((folder / "labels.json").read_text())
+        base, tokenizer = with_new_head(s["model"], kind, len(labels), labels=labels, log=log)
+        model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    else:
+        from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+        from knowtune.models.load import load_tokenizer
+
+        auto = AutoModelForSequenceClassification if kind == "sequence" else AutoModelForTokenClassification
+        model, tokenizer = auto.from_pretrained(str(folder)), load_tokenizer(str(folder))
+    model.eval()
+    import torch
+
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model, tokenizer

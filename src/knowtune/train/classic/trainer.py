@@ -1,0 +1,126 @@
+"""Gradient training of a task model, shared by every recipe but `feature`: the model for the task's kind (a
+classifier with a new head on the LLM's body, or the causal LM itself for generation), the recipe's choice of
+what trains, the optimiser from the settings (SGD / Adam / AdamW over the recipe's param groups), a transformers
+Trainer with checkpoints every epoch (resume after a kill), and early stopping on the task's metric on the dev
+examples (the best epoch restored at the end)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import Trainer
+
+from knowtune.eval.tasks import Task
+from knowtune.train.classic.predict import collate, encode_example, predict
+
+DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "hidden_dropout", "hidden_dropout_prob", "resid_pdrop",
+                  "embd_pdrop", "dropout")  # the names architectures give their dropout rates
+
+
+class TaskTrainer(Trainer):
+    """A Trainer whose evaluation also scores the task on the dev examples with the live model (what early
+    stopping and the best epoch follow: `eval_dev_<metric>`), and whose generation-task loss projects onto the
+    vocabulary only at answer tokens (teach's `label_only_loss`)."""
+
+    def __init__(self, *args, task: Task, dev=(), labels=(), s=None, opts=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task, self.dev, self.labels, self.s, self.opts = task, list(dev), list(labels), s, opts or {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.task.kind == "generate" and model.training and not return_outputs:
+            from knowtune.train.methods.teach_trainer import label_only_loss
+
+            with self.accelerator.autocast():
+                return label_only_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        if self.dev:
+            with self.accelerator.autocast():
+                got = predict(self.task, self.model, self.processing_class, self.dev, self.labels, self.s.max_length,
+                              self.opts, self.s.max_new_tokens)
+            output.metrics[f"{metric_key_prefix}_dev_{self.task.metric}"] = self.task.score(self.dev, got)[self.task.metric]
+        return output
+
+
+def dropout_changes(config, rate: float | None) -> dict:
+    """The configuration fields that set dropout in this architecture (attention, hidden, classifier), at `rate`."""
+    if rate is None:
+        return {}
+    return {k: rate for k in DROPOUT_FIELDS if hasattr(config, k)} | {"classifier_dropout": rate}
+
+
+def build_model(task: Task, s, labels: list[str], log):
+    """(model, tokenizer): a classifier with a new head (sequence / token tasks) or the causal LM (generation),
+    with the settings' dropout."""
+    from knowtune.models.load import load_for_inference, with_new_head
+
+    if task.kind == "generate":
+        model, tokenizer = load_for_inference(s.model, log=log)
+        for k, v in dropout_changes(model.config, s.dropout).items():
+            if k != "classifier_dropout":
+                setattr(model.config, k, v)
+        return model, tokenizer
+    from knowtune.models.load import resolve_model_dir
+
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolve_model_dir(s.model, log=log)) if s.dropout is not None else None
+    return with_new_head(s.model, task.kind, len(labels), s.seed, labels,
+                         dropout_changes(config, s.dropout) if config is not None else None, log=log)
+
+
+def encode_rows(task: Task, tokenizer, examples, labels, s, opts):
+    from datasets import Dataset
+
+    rows = [r for ex in examples for r in encode_example(task, ex, tokenizer, labels, s.max_length, opts)]
+    return Dataset.from_list(rows)
+
+
+def train_gradient(recipe, task: Task, s, data, run, opts: dict):
+    """Train with `recipe`; returns (trainer, guard). `data` holds train / dev examples and the labels."""
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    from knowtune.models.precision import bf16_linears
+    from knowtune.train.callbacks import FiniteGuard, MetricsLog
+    from knowtune.train.hf import cpu_training_attention, training_args
+    from knowtune.train.optim import make_optimizer
+
+    torch.manual_seed(s.seed)
+    model, tokenizer = build_model(task, s, data.labels, run.log)
+    cpu_training_attention(model)
+    train_ds = encode_rows(task, tokenizer, data.train, data.labels, s, opts)
+    if not len(train_ds):
+        from knowtune.errors import KnowtuneError
+
+        raise KnowtuneError(f"None of the {len(data.train)} training examples fits in {s.max_length} tokens with its answer.",
+                            fix="raise --max-length.")
+    dev_ds = encode_rows(task, tokenizer, data.dev, data.labels, s, opts) if data.dev else None
+    evaluate = dev_ds is not None
+    metric = f"dev_{task.metric}"
+    args = training_args(TrainingArguments, s, run.dir, len(train_ds), evaluate=evaluate,
+                         load_best_model_at_end=evaluate, metric_for_best_model=metric if evaluate else None,
+                         greater_is_better=True, remove_unused_columns=False, train_sampling_strategy="group_by_length",
+                         save_only_model=False)
+    if args.bf16 and recipe.frozen_base:  # the frozen weights stored in bf16: no cast every step
+        bf16_linears(model, keep=tuple(m for m in (getattr(model, "score", None),) if m is not None))
+    model, groups = recipe.setup(model, s)
+    total = args.max_steps if args.max_steps > 0 else math.ceil(len(train_ds) / s.batch_size) * s.epochs
+    optimizer = make_optimizer(groups, s)
+    scheduler = recipe.scheduler(optimizer, total, s)
+    if scheduler is None:
+        from transformers import get_scheduler
+
+        scheduler = get_scheduler(s.lr_scheduler, optimizer, num_warmup_steps=int(s.warmup_ratio * total),
+                                  num_training_steps=total)
+    guard = FiniteGuard()
+    callbacks = [guard, MetricsLog(run.metrics), *recipe.callbacks(model)]
+    if evaluate:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.early_stopping_patience))
+    trainer = TaskTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+                          data_collator=lambda rows: collate(rows, tokenizer.pad_token_id), processing_class=tokenizer,
+                          optimizers=(optimizer, scheduler), callbacks=callbacks, task=task, dev=data.dev,
+                          labels=data.labels, s=s, opts=opts)
+    return trainer, guard
