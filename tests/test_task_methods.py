@@ -23,6 +23,8 @@ from conftest import assert_kill_and_resume_match
 from test_methods import base_name, base_weights
 
 CELLS = [(m, t) for m, r in RECIPES.items() for t, task in TASKS.items() if task.kind in r.kinds]
+CELLS += [(m, "sentiment-as-text") for m in ("lora", "full")]  # classification with the label as generated text
+CELLS += [("lora", "ner-echo")]  # each sentence read twice, the second reading tagged
 GOOD, BAD = ["great", "lovely", "superb", "brilliant"], ["awful", "dull", "poor", "boring"]
 
 
@@ -81,7 +83,9 @@ def test_method_x_task(method, task, data, tiny_model, tmp_path):
             return trained
 
     out = tmp_path / f"{method}-{task}"
-    s = TaskSettings(**settings(method, task, data, tiny_model, out))
+    as_text, echo = task.endswith("-as-text"), task.endswith("-echo")
+    task = task.removesuffix("-as-text").removesuffix("-echo")
+    s = TaskSettings(**settings(method, task, data, tiny_model, out, label_as_text=as_text, echo=echo))
     result = lifecycle.run(Spy(), s, log=lambda *a: None)
 
     audit = json.loads((out / "audit.json").read_text())
@@ -112,7 +116,7 @@ def test_method_x_task(method, task, data, tiny_model, tmp_path):
             frozen += 1
     assert moved > 0, "no trainable parameter changed"
     assert method in ("full", "ulmfit") or frozen > 0, "the method froze nothing"
-    if TASKS[task].kind == "generate":
+    if TASKS[task].kind == "generate" or as_text:
         assert audit["after"]["retention"], "a generation task's run asks the general-knowledge questions"
 
 
@@ -215,3 +219,16 @@ def test_bad_task_input_names_file_and_line(data, tiny_model, tmp_path):
     assert got.exit_code == 1 and f"{bad}:2" in got.output
     got = CliRunner().invoke(app, ["check", "--task", "translate", *data["translate"]])
     assert got.exit_code == 0 and "30 examples" in " ".join(got.output.split())
+
+
+def test_echo_tags_the_second_reading(tiny_model):
+    from transformers import AutoTokenizer
+
+    from knowtune.train.classic.predict import encode_words
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    words = ["Anna", "flew", "to", "Oslo"]
+    once, first = encode_words(tok, words, 64)
+    twice, first2 = encode_words(tok, words, 64, echo=True)
+    assert twice[-len(once):] == once and len(twice) > 2 * len(once)
+    assert [twice[i] for i in first2] == [once[i] for i in first] and min(first2) > len(once)

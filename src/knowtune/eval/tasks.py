@@ -48,7 +48,20 @@ class Task:
         NO_ANSWER)."""
         if self.name == "qa":
             return [ex.target[0] if ex.target else NO_ANSWER]
-        return list(ex.target)
+        return [ex.target] if isinstance(ex.target, str) else list(ex.target)
+
+
+def label_prompt(ex: Example, opts: dict) -> str:
+    """A classification example as a question whose answer is the label's text (zero-shot, and `--label-as-text`)."""
+    return f"Text: {ex.input}\n\nWhich label fits this text: {', '.join(opts['labels'])}? Answer with the label only."
+
+
+def labels_as_text(task: Task) -> Task:
+    """A classification task trained as generation: the label's text is the answer to `label_prompt` (predicted
+    as the label the model finds most likely there)."""
+    from dataclasses import replace
+
+    return replace(task, kind="generate", prompt=label_prompt)
 
 
 def _labelled(paths: list[str]) -> list[Example]:
@@ -234,4 +247,4 @@ def correct(task: Task, ex: Example, prediction) -> bool:
         return prediction == ex.target
     norm = task_metrics.normalise_answer
     pred = no_answer_as_empty(prediction) if task.name == "qa" else prediction
-    return norm(pred) in {norm(t) for t in (ex.target or [""])}
+    return norm(pred) in {norm(t) for t in (task.targets(ex) if ex.target else [""])}

@@ -20,9 +20,11 @@ from knowtune.models.precision import answering_precision
 BATCH = 32
 
 
-def encode_words(tokenizer, words: list[str], max_length: int) -> tuple[list[int], list[int]]:
+def encode_words(tokenizer, words: list[str], max_length: int, echo: bool = False) -> tuple[list[int], list[int]]:
     """(ids, first) for a pre-split sentence: each word encoded as it reads in running text (a space before
-    all but the first), and the index of each word's first sub-token (words cut off by max_length dropped)."""
+    all but the first), and the index of each word's first sub-token (words cut off by max_length dropped).
+    With `echo` the sentence is read twice (a newline between) and `first` points into the second reading, so
+    a causal model's state at each word has seen the whole sentence, the words after it included."""
     ids: list[int] = []
     first: list[int] = []
     for i, w in enumerate(words):
@@ -31,6 +33,9 @@ def encode_words(tokenizer, words: list[str], max_length: int) -> tuple[list[int
             break
         first.append(len(ids))
         ids += piece[: max_length - len(ids)]
+    if echo:
+        prefix = ids + tokenizer("\n", add_special_tokens=False)["input_ids"]
+        return prefix + ids, [len(prefix) + f for f in first]
     return ids, first
 
 
@@ -63,7 +68,7 @@ def encode_example(task: Task, ex: Example, tokenizer, labels: list[str], max_le
         ids = tokenizer(ex.input, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
         return [{"input_ids": ids, "labels": labels.index(ex.target)}]
     if task.kind == "token":
-        ids, first = encode_words(tokenizer, ex.input, max_length)
+        ids, first = encode_words(tokenizer, ex.input, max_length, opts.get("echo", False))
         tags = [-100] * len(ids)
         for pos, tag in zip(first, ex.target):
             tags[pos] = labels.index(tag)
@@ -111,6 +116,8 @@ def predict(task: Task, model, tokenizer, examples: list[Example], labels: list[
     generation task), in the target's form."""
     import torch
 
+    if task.kind == "generate" and opts.get("labels"):  # labels as text: the most likely label
+        return zero_shot_labels(model, tokenizer, [ex.input for ex in examples], opts["labels"], progress)
     if task.kind == "generate":
         from knowtune.eval.generate import GenerationSettings, generate_answers
 
@@ -118,7 +125,7 @@ def predict(task: Task, model, tokenizer, examples: list[Example], labels: list[
                                 GenerationSettings(max_new_tokens=max_new_tokens), progress)
     device = next(model.parameters()).device
     encoded = [encode_example(task, ex, tokenizer, labels, max_length, opts)[0] for ex in examples]
-    firsts = [encode_words(tokenizer, ex.input, max_length)[1] for ex in examples] if task.kind == "token" else []
+    firsts = [encode_words(tokenizer, ex.input, max_length, opts.get("echo", False))[1] for ex in examples] if task.kind == "token" else []
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     out: list = [None] * len(encoded)
     was_training = model.training
@@ -149,12 +156,13 @@ def zero_shot_labels(model, tokenizer, texts: list[str], labels: list[str], prog
     import torch
 
     from knowtune.eval.generate import render_prompt
+    from knowtune.eval.tasks import label_prompt
 
     device = next(model.parameters()).device
     out = []
     for text in texts:
         prompt = render_prompt(tokenizer, "chat", [{"role": "user", "content":
-                               f"Text: {text}\n\nWhich label fits this text: {', '.join(labels)}? Answer with the label only."}])
+                               label_prompt(Example(text, None, ""), {"labels": labels})}])
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         rows = [p + tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
         batch = collate([{"input_ids": r} for r in rows], tokenizer.pad_token_id, None)
@@ -196,6 +204,13 @@ def load_task_model(run: str | Path, log=print) -> TaskModel:
     if "task" not in s:
         raise KnowtuneError(f"{run} is not a task run.", fix="give the --out folder of `knowtune task train`, or a model to score zero-shot.")
     task = get_task(s["task"])
+    label_texts = []
+    if s.get("label_as_text"):
+        import json
+
+        from knowtune.eval.tasks import labels_as_text
+
+        task, label_texts = labels_as_text(task), json.loads((run / "labels.json").read_text())
     if (run / "task" / DESCRIPTION).exists():  # feature: the frozen LLM's features + the classifier
         from knowtune.train.features import hidden_features
 
@@ -219,6 +234,10 @@ def load_task_model(run: str | Path, log=print) -> TaskModel:
     from knowtune.eval.tasks import language_options
 
     opts = language_options(task, s.get("eval") or s.get("data") or [], s.get("source_language"), s.get("target_language"))
+    if label_texts:
+        opts["labels"] = label_texts
+    if task.kind == "token":
+        opts["echo"] = bool(s.get("echo"))
 
     def predict_model(examples, progress=None):
         return predict(task, model, tokenizer, examples, labels, s["max_length"], opts, s.get("max_new_tokens", 64), progress)

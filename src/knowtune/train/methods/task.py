@@ -29,7 +29,8 @@ from pydantic import Field, model_validator
 from knowtune.config import EpochSettings, GenerationGroup, LoraSettings, OptimSettings, RunSettings
 from knowtune.errors import KnowtuneError
 from knowtune.eval.audit import AuditSet
-from knowtune.eval.tasks import TASKS, Example, Task, correct, example_row, get_task, labels_of, language_options, split
+from knowtune.eval.tasks import (TASKS, Example, Task, correct, example_row, get_task, labels_as_text, labels_of,
+                                 language_options, split)
 from knowtune.io import write_json
 from knowtune.train.lifecycle import Measure, Method, Prepared, Run, Trained
 
@@ -60,6 +61,8 @@ class TaskSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, Gene
     pooling: Literal["mean", "last"] = Field("mean", description="feature: mean of the text's token states, or the last token's.")
     classifier: Literal["logreg", "mlp"] = Field("logreg", description="feature: logistic regression or a small MLP (scikit-learn).")
     classifier_c: float = Field(0.1, gt=0, description="feature: inverse regularisation strength of the logistic regression.")
+    echo: bool = Field(False, description="ner: read each sentence twice and tag the second reading, so the state at every word has seen the whole sentence (a causal LLM otherwise sees only the words before it); twice the tokens.")
+    label_as_text: bool = Field(False, description="Classification as generation: the model learns to answer with the label's text (its language-model head, no new one); the prediction is the label it finds most likely. Any method but feature and head.")
     zero_shot: bool = Field(True, description="Score the start model on the test examples before training (zero-shot: generation tasks write an answer for each, slow on a CPU; classification compares the labels' likelihood).")
     source_language: str | None = Field(None, description="translate: the source language's name (default: from the file suffix, e.g. .en).")
     target_language: str | None = Field(None, description="translate: the target language's name (default: from the file suffix, e.g. .de).")
@@ -101,6 +104,10 @@ def prepare_task(s: TaskSettings) -> TaskData:
     task = get_task(s.task)
     if not s.data:
         raise KnowtuneError("No training files given.", fix=f"run `knowtune task train {task.name} FILE...`.")
+    if s.label_as_text:
+        if task.kind != "sequence":
+            raise KnowtuneError("--label-as-text is for classification tasks.", fix=f"leave it out for {task.name}.")
+        task = labels_as_text(task)
     method_kinds = _recipe(s.method).kinds
     if task.kind not in method_kinds:
         raise KnowtuneError(f"The {s.method} method cannot train a {task.name} task ({task.kind} task).",
@@ -125,8 +132,8 @@ def prepare_task(s: TaskSettings) -> TaskData:
     if not train or not test:
         raise KnowtuneError(f"{len(train)} training and {len(test)} test examples: both are needed.",
                             fix="give more data, or a test file with --eval.")
-    labels = labels_of(task, train)
-    if task.kind == "sequence":
+    labels = sorted({e.target for e in train}) if s.label_as_text else labels_of(task, train)
+    if task.kind == "sequence" or s.label_as_text:
         unseen = sorted({e.target for e in test + dev} - set(labels))
         if unseen:
             raise KnowtuneError(f"Labels in the test or dev data never seen in training: {', '.join(unseen)}.",
@@ -134,6 +141,10 @@ def prepare_task(s: TaskSettings) -> TaskData:
     if task.kind == "token":
         labels = sorted(set(labels) | {t for e in test + dev for t in e.target}, key=lambda t: (t != "O", t[2:], t[:1]))
     opts = language_options(task, s.eval or s.data, s.source_language, s.target_language)
+    if s.label_as_text:
+        opts["labels"] = labels
+    if task.kind == "token":
+        opts["echo"] = s.echo
     return TaskData(task, train, dev, test, labels, opts, "; ".join(notes))
 
 
@@ -241,7 +252,7 @@ class TaskMethod(Method):
 
             tm = load_task_model(ref, log=log)
         else:
-            tm = zero_shot_model(d.task, s, d.labels, log) if s.zero_shot else None
+            tm = zero_shot_model(d.task, s, d.labels, log, d.opts) if s.zero_shot else None
             if tm is None:
                 return task_audit(d, [], None, [])
         with phase(f"Scoring the {'saved run' if after else 'start model (zero-shot)'} on {len(d.test):,} test examples",
@@ -287,7 +298,7 @@ class ZeroShot:
     tokenizer: object
 
 
-def zero_shot_model(task: Task, s: TaskSettings, labels: list[str], log):
+def zero_shot_model(task: Task, s: TaskSettings, labels: list[str], log, opts: dict | None = None):
     """The start model doing the task without training: generation tasks from the prompt; classification by
     the most likely label text; None for token tagging."""
     from knowtune.models.load import load_for_answering
@@ -299,7 +310,7 @@ def zero_shot_model(task: Task, s: TaskSettings, labels: list[str], log):
     if task.kind == "sequence":
         return ZeroShot(lambda ex, progress=None: zero_shot_labels(model, tokenizer, [e.input for e in ex], labels, progress),
                         model, tokenizer)
-    opts = language_options(task, s.eval or s.data, s.source_language, s.target_language)
+    opts = opts if opts is not None else language_options(task, s.eval or s.data, s.source_language, s.target_language)
     return ZeroShot(lambda ex, progress=None: predict(task, model, tokenizer, ex, [], s.max_length, opts, s.max_new_tokens, progress),
                     model, tokenizer)
 
