@@ -37,8 +37,8 @@ BENCHES = {
     "ner": {
         "data": ["ner/wnut17train.conll"], "eval": ["ner/emerging.test.annotated"], "dev": ["ner/emerging.dev.conll"],
         "split": "WNUT-17 train / dev / test as published",
-        "methods": ["head", "freeze", "lora", "full"],
-        "settings": {"*": ["epochs=3", "dev_examples=300"]},
+        "methods": ["lora+echo", "lora"],
+        "settings": {"*": ["epochs=3", "dev_examples=300"], "lora+echo": ["epochs=3", "dev_examples=300", "echo=true"]},
         "reference": "WNUT-17 shared task systems: entity F1 roughly 26 to 42 (Derczynski et al. 2017)",
     },
     "summarise": {
@@ -77,11 +77,12 @@ def run_task(name: str, out: Path, methods: list[str] | None, resume: bool) -> s
     common = [a for f in bench["eval"] for a in ("--eval", str(DATA / f))]
     common += [a for f in bench.get("dev", []) for a in ("--dev", str(DATA / f))]
     folder = out / name
-    for i, m in enumerate(methods):
-        settings = bench["settings"].get(m, bench["settings"]["*"])
+    for i, label in enumerate(methods):  # a label is a method, or method+variant (its own settings)
+        settings = bench["settings"].get(label, bench["settings"]["*"])
         extra = common + [a for s in settings for a in ("--set", s)]
         # one method at a time, so each keeps its own settings; the first scores the zero-shot start model
-        tc.run_methods(name, data, [m], folder, extra + (["--no-zero-shot"] if i else []), resume=resume)
+        tc.run_methods(name, data, [label.split("+")[0]], folder, extra + (["--no-zero-shot"] if i else []),
+                       resume=resume, name=label)
     result = tc.collect(name, folder, methods)
     settings_line = "; ".join(f"{m}: {' '.join(s)}" for m, s in bench["settings"].items())
     note = (f"Data: {bench['split']}. Settings ({'*' } = every method): {settings_line}. Published reference: "

@@ -92,7 +92,8 @@ def render_markdown(result: dict, plot: str | None, reliability: str | None = No
     for f in result["facts"]:
         verdicts[f["verdict"]] = verdicts.get(f["verdict"], 0) + 1
     variant = f" ({settings['method']})" if isinstance(settings.get("method"), str) else ""
-    best = f"; best checkpoint by dev-probe accuracy: {t['best_metric']}" if t.get("best_metric") is not None else ""
+    by = f"the dev {settings['task']} metric" if "task" in settings else "dev-probe accuracy"
+    best = f"; best checkpoint by {by}: {t['best_metric']:.4g}" if t.get("best_metric") is not None else ""
     epochs = f", {t['epochs']:.1f} epochs" if t.get("epochs") else ""
     parts = [f"# knowtune report: {result.get('run') or 'run'}", "",
              f"Method `{result.get('method', 'teach')}`{variant}, start model `{settings['model']}`, "
@@ -101,7 +102,7 @@ def render_markdown(result: dict, plot: str | None, reliability: str | None = No
         parts += [t["note"], ""]
     parts += [_md_table(["measure", "before", "after", "change"],
                         before_after_rows(s) + measure_rows(result.get("measures", []))), ""]
-    if s:
+    if s and (s.get("n_retention") or result["facts"]):
         parts += [f"Retention drop: {s.get('retention_drop_points')} points. Facts: " +
                   (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none audited") + "."]
     parts += [f"Overfitting: {'flagged' if t['overfitting'] else 'not flagged'}; {t.get('overfitting_note', '')}", ""]

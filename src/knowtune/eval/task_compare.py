@@ -18,12 +18,13 @@ from knowtune.io import read_jsonl, save_figure, write_json, write_text
 
 
 def run_methods(task: str, data: list[str], methods: list[str], out: Path, extra: list[str], resume: bool = False,
-                log=print) -> dict[str, int]:
-    """Train each method in its own process; returns each method's exit code (0: done). With `resume`, a
-    method whose run finished is skipped and an unfinished one resumes."""
+                log=print, name: str | None = None) -> dict[str, int]:
+    """Train each method in its own process, into OUT/<method> (or OUT/<name> for a single named variant);
+    returns each method's exit code (0: done). With `resume`, a method whose run finished is skipped and an
+    unfinished one resumes."""
     codes = {}
     for i, m in enumerate(methods):
-        run = out / m
+        run = out / (name or m)
         if resume and (run / "audit.json").exists():
             log(f"[{i + 1}/{len(methods)}] {m}: done before ({run}).")
             codes[m] = 0

@@ -48,7 +48,7 @@ class TaskSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, Gene
     test_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the data held out as the test set when no --eval file is given.")
     dev: list[str] = Field(default_factory=list, description="Dev files for early stopping. None: --dev-fraction of the training data.")
     dev_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the training data held out to choose the epoch (early stopping) when no --dev file is given.")
-    dev_examples: int = Field(300, ge=0, description="Most dev examples scored at each evaluation (generation tasks write an answer for each: keep it small there).")
+    dev_examples: int = Field(300, ge=0, description="Most dev examples scored at each evaluation (0: all; generation tasks write an answer for each: keep it small there).")
     max_train_examples: int = Field(0, ge=0, description="Train on a seeded sample of this many examples (0: all); the report says so.")
     max_test_examples: int = Field(0, ge=0, description="Score a seeded sample of this many test examples (0: all).")
     max_length: int = Field(128, ge=8, description="Longest input text in tokens (default 128; qa and summarise 384); longer ones lose their end (QA: the passage's).")
@@ -200,9 +200,12 @@ class TaskMethod(Method):
         train_resumable(trainer, run, run.verbose)
         st = trainer.state
         tokens = sum(len(r) for r in trainer.train_dataset["input_ids"]) * (st.epoch or 0)
+        from knowtune.io import read_jsonl
+
+        stepping = [m["train_runtime"] for m in read_jsonl(run.metrics) if "train_runtime" in m]  # the Trainer's own time
         self._write_cost(run, s, trainable=_trainable_after(trainer.model, s.method, n_train),
                          total=sum(p.numel() for p in trainer.model.parameters()), seconds=time.time() - start,
-                         tokens=tokens)
+                         tokens=tokens, stepping=stepping[-1] if stepping else None)
         model = trainer.model
         if d.task.kind != "generate":
             folder = "task"
@@ -230,16 +233,20 @@ class TaskMethod(Method):
                                                                  s.classifier_c), s.classifier)
         tokens = sum(min(len(tokenizer(t, add_special_tokens=False)["input_ids"]), s.max_length) for t in texts)
         self._write_cost(run, s, trainable=sum(v.size for v in clf.arrays.values()),
-                         total=sum(p.numel() for p in model.parameters()) + sum(v.size for v in clf.arrays.values()),
+                         total=sum(p.numel() for p in model.get_decoder().parameters()) + sum(v.size for v in clf.arrays.values()),
                          seconds=time.time() - start, tokens=tokens)
         return Trained("task", (), 1, 1.0, note=d.note,
                        extra_files=lambda tmp: clf.save(tmp, {"layer": s.layer, "pooling": s.pooling}))
 
-    def _write_cost(self, run: Run, s: TaskSettings, trainable: int, total: int, seconds: float, tokens: float) -> None:
+    def _write_cost(self, run: Run, s: TaskSettings, trainable: int, total: int, seconds: float, tokens: float,
+                    stepping: float | None = None) -> None:
+        """cost.json: trainable and total parameters, the training phase's wall time (loading, dev evaluations and
+        checkpoints included), this process's peak memory so far, and real (unpadded) training tokens per second
+        of the training loop itself (`stepping`; for `feature`, of the encoding)."""
         write_json(run.dir / "cost.json", {"method": s.method, "trainable_params": int(trainable),
                                            "total_params": int(total), "train_seconds": round(seconds, 1),
                                            "peak_memory_mib": round(peak_memory_mib()),
-                                           "tokens_per_second": round(tokens / max(seconds, 1e-9), 1)})
+                                           "tokens_per_second": round(tokens / max(stepping or seconds, 1e-9), 1)})
 
     def audit(self, s: TaskSettings, prep: Prepared, ref: str, after: bool, log) -> dict:
         """The task's metric on the test examples: the saved run (after), or the start model zero-shot (before;
