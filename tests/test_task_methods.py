@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from knowtune.eval.tasks import TASKS
@@ -25,6 +26,7 @@ from test_methods import base_name, base_weights
 CELLS = [(m, t) for m, r in RECIPES.items() for t, task in TASKS.items() if task.kind in r.kinds]
 CELLS += [(m, "sentiment-as-text") for m in ("lora", "full")]  # classification with the label as generated text
 CELLS += [("lora", "ner-echo")]  # each sentence read twice, the second reading tagged
+CELLS += [("ulmfit", "sentiment-lm")]  # ULMFiT's first stage: the language model tuned on the task's text
 GOOD, BAD = ["great", "lovely", "superb", "brilliant"], ["awful", "dull", "poor", "boring"]
 
 
@@ -83,9 +85,10 @@ def test_method_x_task(method, task, data, tiny_model, tmp_path):
             return trained
 
     out = tmp_path / f"{method}-{task}"
-    as_text, echo = task.endswith("-as-text"), task.endswith("-echo")
-    task = task.removesuffix("-as-text").removesuffix("-echo")
-    s = TaskSettings(**settings(method, task, data, tiny_model, out, label_as_text=as_text, echo=echo))
+    as_text, echo, lm = (task.endswith(suffix) for suffix in ("-as-text", "-echo", "-lm"))
+    task = task.split("-")[0]
+    s = TaskSettings(**settings(method, task, data, tiny_model, out, label_as_text=as_text, echo=echo,
+                                ulmfit_lm_epochs=int(lm)))
     result = lifecycle.run(Spy(), s, log=lambda *a: None)
 
     audit = json.loads((out / "audit.json").read_text())
@@ -104,6 +107,11 @@ def test_method_x_task(method, task, data, tiny_model, tmp_path):
     losses = [loss for _, loss in result.training.train_loss]
     assert losses and all(math.isfinite(v) for v in losses)
     base = base_weights(tiny_model)
+    if lm:  # the classifier's body is the tuned language model: frozen weights are compared with it
+        assert (out / "lm-stage" / "metrics.jsonl").exists()
+        tuned = load_file(str(out / "lm" / "model.safetensors"))
+        assert any(not torch.equal(tuned[k], v) for k, v in base.items() if k in tuned)
+        base = tuned
     moved = frozen = 0
     for name, (value, trainable) in seen["params"].items():
         ref = base.get(base_name(name.replace("modules_to_save.default.", "")))
@@ -232,3 +240,15 @@ def test_echo_tags_the_second_reading(tiny_model):
     twice, first2 = encode_words(tok, words, 64, echo=True)
     assert twice[-len(once):] == once and len(twice) > 2 * len(once)
     assert [twice[i] for i in first2] == [once[i] for i in first] and min(first2) > len(once)
+
+
+@pytest.mark.parametrize("task", ["sentiment", "summarise"])
+def test_dropout_reaches_the_built_modules(task, tiny_model):
+    from knowtune.eval.tasks import get_task
+    from knowtune.train.classic.trainer import build_model
+
+    s = TaskSettings(task=task, model=str(tiny_model), dropout=0.3)
+    model, _ = build_model(get_task(task), s, ["neg", "pos"], log=lambda *a: None)
+    rates = [m.attention_dropout for m in model.modules() if hasattr(m, "attention_dropout")]
+    assert rates and all(r == 0.3 for r in rates)
+    assert model.config.attention_dropout == 0.3

@@ -125,11 +125,36 @@ def load_for_inference(ref: str, log=print):
     return load_model_and_tokenizer(ref, log=log)
 
 
+DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "hidden_dropout", "hidden_dropout_prob", "resid_pdrop",
+                  "embd_pdrop", "dropout", "classifier_dropout")  # the names architectures give their dropout rates
+
+
+def set_dropout(config, rate: float | None, classifier: bool = False, model=None) -> list[str]:
+    """Set every dropout rate the architecture has (and, for a new classifier head, its own) to `rate` in
+    `config`, and in the modules of an already built `model` (they copy their rates when built); returns the
+    configuration fields set. None: leave the model's own."""
+    if rate is None:
+        return []
+    fields = [k for k in DROPOUT_FIELDS if hasattr(config, k)] + (["classifier_dropout"] if classifier else [])
+    for k in fields:
+        setattr(config, k, rate)
+    if model is not None:
+        import torch
+
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = rate
+            for k in DROPOUT_FIELDS:
+                if isinstance(getattr(module, k, None), float):
+                    setattr(module, k, rate)
+    return sorted(set(fields))
+
+
 def with_new_head(ref: str, kind: str, num_labels: int, seed: int = 0, labels: list[str] | None = None,
-                  config_changes: dict | None = None, log=print):
+                  dropout: float | None = None, log=print):
     """A classifier whose body is the model `ref` names (a run's tuned model included) and whose head is new
-    (seeded): `kind` "sequence" (one prediction per text, read at its last token) or "token" (one per token).
-    `config_changes` set configuration fields first (e.g. dropout). Returns (model, tokenizer) in fp32."""
+    (seeded): `kind` "sequence" (one prediction per text, read at its last token) or "token" (one per token),
+    with `dropout` for every dropout rate it has (None: the model's own). Returns (model, tokenizer) in fp32."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
@@ -142,8 +167,7 @@ def with_new_head(ref: str, kind: str, num_labels: int, seed: int = 0, labels: l
     if labels:
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}
-    for key, value in (config_changes or {}).items():
-        setattr(config, key, value)
+    set_dropout(config, dropout, classifier=True)
     model = auto.from_config(config, dtype=torch.float32)
     body = getattr(model, model.base_model_prefix)
     body.load_state_dict(getattr(causal, causal.base_model_prefix).state_dict())

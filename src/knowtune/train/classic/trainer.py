@@ -14,9 +14,6 @@ from transformers import Trainer
 from knowtune.eval.tasks import Task
 from knowtune.train.classic.predict import collate, encode_example, predict
 
-DROPOUT_FIELDS = ("attention_dropout", "attn_pdrop", "hidden_dropout", "hidden_dropout_prob", "resid_pdrop",
-                  "embd_pdrop", "dropout")  # the names architectures give their dropout rates
-
 
 class TaskTrainer(Trainer):
     """A Trainer whose evaluation also scores the task on the dev examples with the live model (what early
@@ -45,31 +42,24 @@ class TaskTrainer(Trainer):
         return output
 
 
-def dropout_changes(config, rate: float | None) -> dict:
-    """The configuration fields that set dropout in this architecture (attention, hidden, classifier), at `rate`."""
-    if rate is None:
-        return {}
-    return {k: rate for k in DROPOUT_FIELDS if hasattr(config, k)} | {"classifier_dropout": rate}
-
-
-def build_model(task: Task, s, labels: list[str], log):
+def build_model(task: Task, s, labels: list[str], log, start: str | None = None):
     """(model, tokenizer): a classifier with a new head (sequence / token tasks) or the causal LM (generation),
-    with the settings' dropout."""
-    from knowtune.models.load import load_for_inference, with_new_head
+    built from `start` (default: the settings' model), with the settings' dropout."""
+    from knowtune.models.load import load_for_inference, set_dropout, with_new_head
 
+    start = start or s.model
     if task.kind == "generate":
-        model, tokenizer = load_for_inference(s.model, log=log)
-        for k, v in dropout_changes(model.config, s.dropout).items():
-            if k != "classifier_dropout":
-                setattr(model.config, k, v)
+        model, tokenizer = load_for_inference(start, log=log)
+        set_dropout(model.config, s.dropout, model=model)
         return model, tokenizer
-    from knowtune.models.load import resolve_model_dir
+    return with_new_head(start, task.kind, len(labels), s.seed, labels, s.dropout, log=log)
 
-    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(resolve_model_dir(s.model, log=log)) if s.dropout is not None else None
-    return with_new_head(s.model, task.kind, len(labels), s.seed, labels,
-                         dropout_changes(config, s.dropout) if config is not None else None, log=log)
+def lm_text(x) -> str:
+    """An example's input as running text (a language model's training text)."""
+    if isinstance(x, tuple):
+        return f"{x[1]}\n{x[0]}"
+    return " ".join(x) if isinstance(x, list) else x
 
 
 def encode_rows(task: Task, tokenizer, examples, labels, s, opts):
@@ -88,8 +78,9 @@ def train_gradient(recipe, task: Task, s, data, run, opts: dict):
     from knowtune.train.hf import cpu_training_attention, training_args
     from knowtune.train.optim import make_optimizer
 
+    start = recipe.start_model(s, [lm_text(e.input) for e in data.train], run)
     torch.manual_seed(s.seed)
-    model, tokenizer = build_model(task, s, data.labels, run.log)
+    model, tokenizer = build_model(task, s, data.labels, run.log, start)
     cpu_training_attention(model)
     train_ds = encode_rows(task, tokenizer, data.train, data.labels, s, opts)
     if not len(train_ds):

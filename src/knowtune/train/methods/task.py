@@ -57,6 +57,7 @@ class TaskSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, Gene
     unfreeze_top: int = Field(2, ge=1, description="freeze: how many of the top transformer blocks train.")
     ulmfit_factor: float = Field(2.6, gt=1, description="ulmfit: each lower layer group's rate is the rate above divided by this.")
     ulmfit_blocks_per_group: int = Field(0, ge=0, description="ulmfit: transformer blocks per layer group (0: as many as spread the blocks over the epochs, so the last epoch trains them all).")
+    ulmfit_lm_epochs: int = Field(0, ge=0, description="ulmfit: epochs of the paper's first stage, the language model tuned on the task's own training text before the classifier is built on it (0: skip).")
     layer: int = Field(-1, description="feature: the hidden layer pooled (0: embeddings, -1: the last block).")
     pooling: Literal["mean", "last"] = Field("mean", description="feature: mean of the text's token states, or the last token's.")
     classifier: Literal["logreg", "mlp"] = Field("logreg", description="feature: logistic regression or a small MLP (scikit-learn).")
