@@ -435,6 +435,16 @@ def _when(state) -> str:
     return f"epoch {epoch:.2f} (step {step})"
 
 
+def dev_figure(metrics: dict) -> str | None:
+    """The dev metric early stopping follows, readable: 'dev accuracy 62.5%' (teach's dev probes), or a task
+    run's `eval_dev_<metric>` ('dev f1 41.3%'; 0-100 scales such as chrF as they are)."""
+    for key, value in metrics.items():
+        value = _number(value)
+        if key.startswith("eval_dev_") and value is not None:
+            return f"dev {key[9:].replace('_', ' ')} {_pct(value) if value <= 1 else f'{value:.1f}'}"
+    return None
+
+
 def eval_line(metrics: dict, state=None) -> str:
     """One readable line for a dict of evaluation metrics, e.g.
     'epoch 2: validation loss 1.234, dev accuracy 62.5%'."""
@@ -443,6 +453,9 @@ def eval_line(metrics: dict, state=None) -> str:
         value = _number(metrics.get(key))
         if value is not None:
             parts.append(f"{label} {fmt(value)}")
+    dev = dev_figure(metrics)
+    if dev and "eval_dev_accuracy" not in metrics:
+        parts.append(dev)
     if not parts:  # some other trainer's metrics: name the first few plainly
         for key, value in metrics.items():
             value = _number(value)
@@ -516,10 +529,10 @@ def _make_training_progress():
             self._close_eval_bar()
             if not state.is_world_process_zero or not metrics:
                 return
-            dev = _number(metrics.get("eval_dev_accuracy"))
+            dev = dev_figure(metrics)
             loss = _number(metrics.get("eval_loss"))
             if dev is not None:
-                self.dev = f"dev accuracy {_pct(dev)}"
+                self.dev = dev
             elif loss is not None:
                 self.dev = f"val loss {loss:.3f}"
             self._postfix()
