@@ -62,7 +62,7 @@ BENCHES = {
         "data": ["qa/squad2_dev_subset_first5articles.json"], "eval": [],
         "split": "the 5-article SQuAD 2.0 subset split by article (seed 0): about a fifth of the questions held out",
         "methods": ["lora"],
-        "settings": {"*": ["epochs=1", "test_fraction=0.2", "dev_examples=40", "max_new_tokens=24"]},
+        "settings": {"*": ["epochs=2", "test_fraction=0.2", "dev_examples=40", "max_new_tokens=24"]},
         "reference": "SQuAD 2.0 dev: BERT-base ~ 73 F1; always-no-answer ~ 50 F1 on the full dev set",
     },
 }

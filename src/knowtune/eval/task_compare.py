@@ -64,8 +64,9 @@ def collect(task_name: str, out: Path, methods: list[str]) -> dict:
             continue
         audit = json.loads(audit_file.read_text())
         cost = json.loads(cost_file.read_text()) if cost_file.exists() else {}
-        rows.append({"method": m, "metrics": audit["after"].get("task_metrics"), "n_test": len(audit["after"]["probes"]),
-                     "epochs": audit["training"]["epochs"], "note": audit["training"].get("note", ""), **cost})
+        rows.append({**cost, "method": m, "metrics": audit["after"].get("task_metrics"),  # m: the run's name (a variant)
+                     "n_test": len(audit["after"]["probes"]), "epochs": audit["training"]["epochs"],
+                     "note": audit["training"].get("note", "")})
     return {"task": task.name, "metric": task.metric, "rows": rows}
 
 

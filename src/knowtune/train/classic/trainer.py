@@ -32,6 +32,18 @@ class TaskTrainer(Trainer):
                 return label_only_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """A generation task's validation loss, also projected onto the vocabulary only at answer tokens: the
+        Trainer's own pass keeps every position's logits (a SQuAD batch of long passages: gigabytes)."""
+        if self.task.kind != "generate":
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        from knowtune.train.methods.teach_trainer import label_only_loss
+
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.accelerator.autocast():
+            loss = label_only_loss(self.accelerator.unwrap_model(model), inputs)
+        return loss.detach(), None, None
+
     def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
         output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
         if self.dev:
