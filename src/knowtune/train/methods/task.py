@@ -21,7 +21,6 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -289,9 +288,6 @@ class TaskMethod(Method):
                 bv = b.get(k)
                 out.append(Measure(f"{task.name}: {k} (test)", None if bv is None else bv / scale, v / scale, "share"))
         return out
-
-    def plots(self, run: Run) -> list[tuple[str, Path]]:
-        return []
 
 
 def _trainable_after(model, method: str, counted: int) -> int:
