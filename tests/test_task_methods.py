@@ -98,7 +98,7 @@ def test_method_x_task(method, task, data, tiny_model, tmp_path):
     assert 0.0 <= main <= metric_range(task), metrics
     assert result.measures and all(0.0 <= m.after <= 1.0 for m in result.measures)
     cost = json.loads((out / "cost.json").read_text())
-    assert 0 < cost["trainable_params"] <= cost["total_params"] and cost["train_seconds"] > 0
+    assert 0 < cost["trainable_params"] <= cost["total_params"] and cost["train_seconds"] >= 0 and cost["tokens_per_second"] > 0
     for name in ("config.yaml", "report.html", "data/train.jsonl", "data/test.jsonl"):
         assert (out / name).exists(), name
     if method == "feature":
