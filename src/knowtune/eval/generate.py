@@ -41,12 +41,15 @@ def generate_scored(model, tokenizer, items: list[tuple[str, object]], settings:
         return _generate_scored(model, tokenizer, items, settings or GenerationSettings(), progress, confidence)
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int, left: bool = False):
+def pad_batch(sequences: list[list[int]], pad_id: int, left: bool = False, multiple: int | None = None):
     """(ids, mask), each (B, longest): token-id lists padded with `pad_id`, on the left (generation and
-    rollouts: every answer then starts at the same column) or on the right (scoring a whole sequence)."""
+    rollouts: every answer then starts at the same column) or on the right (scoring a whole sequence); with
+    `multiple`, the width rounded up to a multiple of it (fewer distinct shapes in training)."""
     import torch
 
     width = max(map(len, sequences))
+    if multiple:
+        width = -(-width // multiple) * multiple
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, seq in enumerate(sequences):

@@ -19,9 +19,9 @@ class Recipe:
         back wrapped (peft). Default: every parameter trains, biases / norms / embeddings without weight decay."""
         return model, decay_groups(model.named_parameters(), s.weight_decay)
 
-    def start_model(self, s, texts: list[str], run) -> str:
-        """The model the task model is built from: the settings' model (ULMFiT may first tune it on the task's
-        own text)."""
+    def start_model(self, s, examples: list, run) -> str:
+        """The model the task model is built from: the settings' model (ULMFiT may first tune it on the
+        training examples' own text)."""
         return s.model
 
     def callbacks(self, model) -> list:

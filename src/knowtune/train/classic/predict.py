@@ -20,6 +20,11 @@ from knowtune.models.precision import answering_precision
 BATCH = 32
 
 
+def encode_text(tokenizer, text: str, max_length: int) -> list[int]:
+    """A text to classify as token ids (its end cut at max_length: the label is read at the last one kept)."""
+    return tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+
+
 def encode_words(tokenizer, words: list[str], max_length: int, echo: bool = False) -> tuple[list[int], list[int]]:
     """(ids, first) for a pre-split sentence: each word encoded as it reads in running text (a space before
     all but the first), and the index of each word's first sub-token (words cut off by max_length dropped).
@@ -59,14 +64,12 @@ def chat_prompt(task: Task, ex: Example, opts: dict, tokenizer=None, max_length:
     return [{"role": "user", "content": task.prompt(ex, opts)}]
 
 
-def encode_example(task: Task, ex: Example, tokenizer, labels: list[str], max_length: int, opts: dict,
-                   train: bool = True) -> list[dict]:
+def encode_example(task: Task, ex: Example, tokenizer, labels: list[str], max_length: int, opts: dict) -> list[dict]:
     """The training rows of one example: input_ids and labels (sequence: the label's index; token: each word's
     first sub-token its tag's index, -100 elsewhere; generation: the answer's tokens, -100 on the prompt; one
     row per reference)."""
     if task.kind == "sequence":
-        ids = tokenizer(ex.input, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
-        return [{"input_ids": ids, "labels": labels.index(ex.target)}]
+        return [{"input_ids": encode_text(tokenizer, ex.input, max_length), "labels": labels.index(ex.target)}]
     if task.kind == "token":
         ids, first = encode_words(tokenizer, ex.input, max_length, opts.get("echo", False))
         tags = [-100] * len(ids)
@@ -87,17 +90,12 @@ def encode_example(task: Task, ex: Example, tokenizer, labels: list[str], max_le
 
 
 def collate(rows: list[dict], pad_id: int, multiple: int | None = 16) -> dict:
-    """A batch of encoded rows, right-padded to a multiple of `multiple` tokens."""
+    """A batch of encoded rows, right-padded to a multiple of `multiple` tokens (labels with -100)."""
     import torch
 
-    width = max(len(r["input_ids"]) for r in rows)
-    if multiple:
-        width = -(-width // multiple) * multiple
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
-        mask[i, : len(r["input_ids"])] = 1
+    from knowtune.eval.generate import pad_batch
+
+    ids, mask = pad_batch([r["input_ids"] for r in rows], pad_id, multiple=multiple)
     batch = {"input_ids": ids, "attention_mask": mask}
     if rows and "labels" in rows[0]:
         if isinstance(rows[0]["labels"], list):
@@ -123,19 +121,23 @@ def predict(task: Task, model, tokenizer, examples: list[Example], labels: list[
 
         return generate_answers(model, tokenizer, [("chat", chat_prompt(task, ex, opts, tokenizer, max_length)) for ex in examples],
                                 GenerationSettings(max_new_tokens=max_new_tokens), progress)
+    from knowtune.eval.generate import pad_batch
+
     device = next(model.parameters()).device
-    encoded = [encode_example(task, ex, tokenizer, labels, max_length, opts)[0] for ex in examples]
-    firsts = [encode_words(tokenizer, ex.input, max_length, opts.get("echo", False))[1] for ex in examples] if task.kind == "token" else []
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    if task.kind == "token":  # each word's first sub-token, where its tag is read
+        encoded, firsts = zip(*[encode_words(tokenizer, ex.input, max_length, opts.get("echo", False)) for ex in examples])
+    else:
+        encoded = [encode_text(tokenizer, ex.input, max_length) for ex in examples]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out: list = [None] * len(encoded)
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(order), BATCH):
             chunk = order[start: start + BATCH]
-            batch = collate([{"input_ids": encoded[i]["input_ids"]} for i in chunk], tokenizer.pad_token_id)
+            ids, mask = pad_batch([encoded[i] for i in chunk], tokenizer.pad_token_id, multiple=16)
             with torch.no_grad(), answering_precision(model):
-                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
             for row, i in enumerate(chunk):
                 if task.kind == "sequence":
                     out[i] = labels[int(logits[row].argmax())]
@@ -155,19 +157,20 @@ def zero_shot_labels(model, tokenizer, texts: list[str], labels: list[str], prog
     per token) as the answer to "Which of these labels fits this text?" in the chat template."""
     import torch
 
-    from knowtune.eval.generate import render_prompt
+    from knowtune.eval.generate import pad_batch, render_prompt
     from knowtune.eval.tasks import label_prompt
 
     device = next(model.parameters()).device
+    label_ids = [tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
     out = []
     for text in texts:
         prompt = render_prompt(tokenizer, "chat", [{"role": "user", "content":
                                label_prompt(Example(text, None, ""), {"labels": labels})}])
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        rows = [p + tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
-        batch = collate([{"input_ids": r} for r in rows], tokenizer.pad_token_id, None)
+        rows = [p + ids for ids in label_ids]
+        ids, mask = pad_batch(rows, tokenizer.pad_token_id)
         with torch.no_grad(), answering_precision(model):
-            logp = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().log_softmax(-1)
+            logp = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().log_softmax(-1)
         scores = []
         for i, r in enumerate(rows):
             targets = torch.tensor(r[len(p):], device=device)

@@ -67,13 +67,6 @@ def build_model(task: Task, s, labels: list[str], log, start: str | None = None)
     return with_new_head(start, task.kind, len(labels), s.seed, labels, s.dropout, log=log)
 
 
-def lm_text(x) -> str:
-    """An example's input as running text (a language model's training text)."""
-    if isinstance(x, tuple):
-        return f"{x[1]}\n{x[0]}"
-    return " ".join(x) if isinstance(x, list) else x
-
-
 def encode_rows(task: Task, tokenizer, examples, labels, s, opts):
     from datasets import Dataset
 
@@ -90,7 +83,7 @@ def train_gradient(recipe, task: Task, s, data, run, opts: dict):
     from knowtune.train.hf import cpu_training_attention, training_args
     from knowtune.train.optim import make_optimizer
 
-    start = recipe.start_model(s, [lm_text(e.input) for e in data.train], run)
+    start = recipe.start_model(s, data.train, run)
     torch.manual_seed(s.seed)
     model, tokenizer = build_model(task, s, data.labels, run.log, start)
     cpu_training_attention(model)

@@ -30,13 +30,21 @@ class ULMFiT(Recipe):
     def callbacks(self, model) -> list:
         return [GradualUnfreezing(self.groups)]
 
-    def start_model(self, s, texts: list[str], run) -> str:
-        return language_model_stage(s, texts, run) if s.ulmfit_lm_epochs else s.model
+    def start_model(self, s, examples: list, run) -> str:
+        return language_model_stage(s, [lm_text(e.input) for e in examples], run) if s.ulmfit_lm_epochs else s.model
 
     def scheduler(self, optimizer, total_steps: int, s):
         from torch.optim.lr_scheduler import LambdaLR
 
         return LambdaLR(optimizer, lambda step: slanted_triangular(step, total_steps))
+
+
+def lm_text(x) -> str:
+    """An example's input as running text (a language model's training text): QA's passage then question,
+    NER's words joined."""
+    if isinstance(x, tuple):
+        return f"{x[1]}\n{x[0]}"
+    return " ".join(x) if isinstance(x, list) else x
 
 
 def language_model_stage(s, texts: list[str], run) -> str:

@@ -138,8 +138,8 @@ def prepare_task(s: TaskSettings) -> TaskData:
         if unseen:
             raise KnowtuneError(f"Labels in the test or dev data never seen in training: {', '.join(unseen)}.",
                                 fix="add training examples of those labels.")
-    if task.kind == "token":
-        labels = sorted(set(labels) | {t for e in test + dev for t in e.target}, key=lambda t: (t != "O", t[2:], t[:1]))
+    if task.kind == "token":  # a tag only the test or dev data use still gets an output
+        labels = labels_of(task, train + dev + test)
     opts = language_options(task, s.eval or s.data, s.source_language, s.target_language)
     if s.label_as_text:
         opts["labels"] = labels
