@@ -62,14 +62,18 @@ def check(files: List[Path] = typer.Argument(..., help="Data files to validate (
           model: str = typer.Option("smollm2-135m", help="Model whose tokenizer counts tokens (if cached)."),
           max_length: int = typer.Option(256, help=_help("max_length")),
           as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-          task: Optional[str] = typer.Option(None, help="Read FILES as a task's data (sentiment, ner, summarise, translate, qa), as `knowtune task train` reads them.")):
+          task: Optional[str] = typer.Option(None, help="Read FILES as a task's data (sentiment, ner, summarise, translate, qa), as `knowtune task train` reads them."),
+          pii: bool = typer.Option(False, "--pii", help="Report personal data instead: per file and line, how many emails, phone numbers, cards, IBANs, IPs, URLs with passwords, API keys, SSNs, NI numbers, postal addresses and person names it holds (never the values). `--scrub-pii` on any training verb replaces them.")):
     """Validate data files: every problem with its line number, plus counts and token statistics.
     Exit code 1 when any file has an error."""
+    if pii:
+        return _check_pii(files, as_json)
     if task:
         return _check_task(task, [str(f) for f in files])
     from knowtune.data.documents import is_document
     from knowtune.data.validate import check_file
-    from knowtune.train.estimate import token_counter, training_estimate
+    from knowtune.eval.generate import token_counter
+    from knowtune.train.estimate import training_estimate
 
     docs = [f for f in files if is_document(f)]
     if docs:
@@ -88,6 +92,40 @@ def check(files: List[Path] = typer.Argument(..., help="Data files to validate (
                           f"~{est['minutes']:.0f} min for {est['epochs']} epochs on this CPU ({how}).")
     if any(r.errors for r in reports):
         raise typer.Exit(1)
+
+
+def _check_pii(files: list[Path], as_json: bool) -> None:
+    """Where personal data sits in FILES: a table per file (kinds x records), then the lines, values never shown."""
+    from collections import Counter
+
+    from knowtune.data.privacy import KINDS
+    from knowtune.data.validate import pii_locations
+    from knowtune.progress import phase
+
+    if as_json:
+        found = pii_locations(files)
+        print(json.dumps([{"file": f.file, "where": f.where, "counts": dict(f.counts)} for f in found], indent=2))
+        return
+    from rich.table import Table
+
+    with phase("Looking for personal data", unit="file"):
+        found = pii_locations(files)
+    for file in map(str, files):
+        mine = [f for f in found if f.file == file or f.file.startswith(file.rstrip("/") + "/")]
+        if not mine:
+            console.print(f"[bold]{file}[/]: no personal data found.", highlight=False)
+            continue
+        total = sum((f.counts for f in mine), Counter())
+        table = Table(title=f"{file}: personal data in {len(mine):,} records", title_justify="left")
+        for col in ("kind", "found", "records", "first lines"):
+            table.add_column(col, justify="right" if col in ("found", "records") else "left")
+        for kind, n in total.most_common():
+            where = [f.where.rsplit(":", 1)[-1] if ":" in f.where else f.where for f in mine if f.counts[kind]]
+            table.add_row(f"{kind} ({KINDS[kind]})", f"{n:,}", f"{len(where):,}",
+                          ", ".join(where[:8]) + (" ..." if len(where) > 8 else ""))
+        console.print(table)
+    console.print("Values are never printed. `--scrub-pii` on teach (or any training verb) replaces them with "
+                  "placeholders such as <EMAIL> before anything is written; the files themselves are never changed.")
 
 
 def _check_task(task: str, files: list[str]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from knowtune.data.cloze import trim_span, sentences
 from knowtune.data.formats import not_utf8
+from knowtune.data.privacy import scrub_if_on
 from knowtune.errors import DataError
 
 DOC_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
@@ -335,7 +336,8 @@ def chunk_documents(paths: list[str | Path], max_chars: int = 1200) -> list[Chun
             for a, b in groups:
                 text = sec.visible(a, b).strip()
                 if text:
-                    chunks.append(Chunk(text, str(path), sec.page, sec.heading, sec.offset + a, sec.offset + b))
+                    text, heading = scrub_if_on([text, sec.heading])  # --scrub-pii: each chunk is a record
+                    chunks.append(Chunk(text, str(path), sec.page, heading, sec.offset + a, sec.offset + b))
         if len(chunks) == n_before:
             raise DataError(f"{path}: the document has no text.", fix="remove it, or fill it.")
     return chunks

@@ -82,7 +82,17 @@ def detect_format(obj: Any) -> str | None:
 
 def read_rows(path: str | Path) -> tuple[list[Row], list[tuple[int, str]]]:
     """Read a data file into rows. Returns (rows, broken) where broken = [(line, message)] for lines that
-    could not be parsed at all. Raises DataError when the file cannot be read."""
+    could not be parsed at all. Raises DataError when the file cannot be read. Under `privacy.scrubbing(True)`
+    (a run's --scrub-pii) each row's personal data is replaced by placeholders as it is read."""
+    from knowtune.data.privacy import scrub_if_on
+
+    rows, broken = _read_any(path)
+    for row in rows:
+        row.data = scrub_if_on(row.data)
+    return rows, broken
+
+
+def _read_any(path: str | Path) -> tuple[list[Row], list[tuple[int, str]]]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file.", fix="check the path; `knowtune check` takes JSONL, CSV, Parquet or YAML files.")

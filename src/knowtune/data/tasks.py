@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from knowtune.data.formats import SUFFIXES, refuse_long_lines, not_utf8, read_rows
+from knowtune.data.privacy import refuse_scrubbing, scrub_if_on
 from knowtune.errors import DataError
 
 TAG = re.compile(r"^(O|[BI]-\S+)$")
@@ -64,7 +65,7 @@ def _fail(problems: list[str], what: str, fix: str) -> None:
         raise DataError.listing(what, problems, fix=fix)
 
 
-def _text_lines(path: Path) -> list[str]:
+def text_lines(path: Path) -> list[str]:
     """The lines of a plain or gzip text file (UTF-8), without their line endings."""
     if not path.is_file():
         raise DataError(f"{path}: no such file.", fix="check the path.")
@@ -110,9 +111,9 @@ def read_labelled(paths: list[str | Path]) -> list[Labelled]:
     out: list[Labelled] = []
     problems: list[str] = []
     for f, label in zip(plain, label_names(plain)):
-        for i, line in enumerate(_text_lines(f), start=1):
+        for i, line in enumerate(text_lines(f), start=1):
             if line.strip():
-                out.append(Labelled(line.strip(), label, f"{f}:{i}"))
+                out.append(Labelled(scrub_if_on(line.strip()), label, f"{f}:{i}"))
     for f in (f for f in files if f.suffix.lower() in SUFFIXES):
         rows, broken = read_rows(f)
         problems += [f"{f}:{line}: {msg}" for line, msg in broken]
@@ -138,12 +139,13 @@ def read_conll(path: str | Path) -> list[Tagged]:
     """Sentences of a CoNLL file: `token<TAB>tag` lines (the tag is the last column), a blank line between
     sentences, tags O / B-TYPE / I-TYPE."""
     path = Path(path)
+    refuse_scrubbing(path, "its tags belong to the words a placeholder would replace")
     sentences: list[Tagged] = []
     problems: list[str] = []
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
-    for i, line in enumerate([*_text_lines(path), ""], start=1):
+    for i, line in enumerate([*text_lines(path), ""], start=1):
         if not line.strip() or line.startswith("-DOCSTART-"):
             if tokens:
                 sentences.append(Tagged(tokens, tags, f"{path}:{start}"))
@@ -169,14 +171,19 @@ def read_conll(path: str | Path) -> list[Tagged]:
 def read_parallel(source: str | Path, target: str | Path) -> list[Pair]:
     """Aligned pairs from two files (plain or .gz): line i of `source` with line i of `target`."""
     source, target = Path(source), Path(target)
-    src, tgt = _text_lines(source), _text_lines(target)
+    src, tgt = text_lines(source), text_lines(target)
     if len(src) != len(tgt):
         raise DataError(f"{source} has {len(src):,} lines and {target} has {len(tgt):,}: parallel files must align "
                         f"line by line.", fix="give both files the same number of lines (line i of one translates line i of the other).")
     problems = [f"{source}:{i} / {target}:{i}: one side is empty" for i, (a, b) in enumerate(zip(src, tgt), start=1)
                 if bool(a.strip()) != bool(b.strip())]
     _fail(problems, "parallel text", "fill in or remove the half-empty pairs (in both files), then run again.")
-    return [Pair(a.strip(), [b.strip()], f"{source}:{i}") for i, (a, b) in enumerate(zip(src, tgt), start=1) if a.strip()]
+    pairs = []
+    for i, (a, b) in enumerate(zip(src, tgt), start=1):
+        if a.strip():
+            a, b = scrub_if_on([a.strip(), b.strip()])  # --scrub-pii: a pair is one record
+            pairs.append(Pair(a, [b], f"{source}:{i}"))
+    return pairs
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
@@ -204,7 +211,8 @@ def read_pairs(path: str | Path) -> list[Pair]:
 def read_squad(path: str | Path) -> list[QA]:
     """Questions of a SQuAD file (v1.1 or v2.0); every answer must be the context's text at `answer_start`."""
     path = Path(path)
-    raw = "\n".join(_text_lines(path))
+    refuse_scrubbing(path, "its answers are located by character offsets that placeholders would move")
+    raw = "\n".join(text_lines(path))
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as e:

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from knowtune.data.formats import ALLOWED_KEYS, FORMAT_KEYS, Example, Row, detect_format, read_rows, row_to_examples
+from knowtune.data.formats import (ALLOWED_KEYS, FORMAT_KEYS, SUFFIXES, Example, Row, detect_format, read_rows,
+                                   row_to_examples)
 from knowtune.errors import DataError
 
 ROLES = {"system", "user", "assistant", "tool"}
@@ -195,3 +196,42 @@ def load_examples(paths: list[str | Path], **kw) -> tuple[list[Example], list[Fi
         raise DataError(f"No trainable examples in {', '.join(map(str, paths))}.",
                         fix="add Q&A, chat, prompt/completion or knowledge-pack examples; see `knowtune check --help`.")
     return examples, reports
+
+
+@dataclass
+class Located:
+    """Personal data in one record of a file: where (`file:line`, or the page of a PDF) and how many of each kind."""
+    file: str
+    where: str
+    counts: Counter
+
+
+def pii_locations(paths) -> list[Located]:
+    """What `knowtune check --pii` reports: every record of the files that holds personal data, with its line
+    (data files: the row's line; documents: the line or page where the chunk starts; plain text: the line).
+    The values themselves are never returned."""
+    from knowtune.data.documents import chunk_documents, is_document
+    from knowtune.data.privacy import count_pii
+
+    out: list[Located] = []
+    for path in map(Path, paths):
+        if path.suffix.lower() in SUFFIXES:
+            rows, _ = read_rows(path)
+            out += [Located(str(path), f"{path}:{r.line}", n) for r in rows if (n := count_pii(r.data))]
+        elif is_document(path) or path.is_dir():
+            texts: dict[str, str] = {}
+            for c in chunk_documents([path]):
+                if n := count_pii([c.text, c.heading]):
+                    if c.page:
+                        out.append(Located(c.file, f"{c.file} page {c.page}", n))
+                        continue
+                    if c.file not in texts:
+                        texts[c.file] = Path(c.file).read_text(encoding="utf-8-sig", errors="replace")
+                    out.append(Located(c.file, f"{c.file}:{texts[c.file].count(chr(10), 0, c.start) + 1}", n))
+        else:  # plain text (a task's lines)
+            from knowtune.data.tasks import text_lines
+
+            for i, line in enumerate(text_lines(path), start=1):
+                if n := count_pii(line):
+                    out.append(Located(str(path), f"{path}:{i}", n))
+    return out

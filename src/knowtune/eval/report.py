@@ -106,6 +106,8 @@ def render_markdown(result: dict, plot: str | None, reliability: str | None = No
         parts += [f"Retention drop: {s.get('retention_drop_points')} points. Facts: " +
                   (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none audited") + "."]
     parts += [f"Overfitting: {'flagged' if t['overfitting'] else 'not flagged'}; {t.get('overfitting_note', '')}", ""]
+    if result.get("privacy"):
+        parts += ["## Privacy", "", privacy_sentence(result["privacy"]), ""]
     if plot:
         parts += [f"![loss]({plot})", ""]
     for caption, path in extra_plots:
@@ -130,6 +132,18 @@ def render_markdown(result: dict, plot: str | None, reliability: str | None = No
                               c["source"]) for c in result["coverage"]])]
     parts += ["", "## Settings", "", _md_table(["setting", "value"], sorted(settings.items()))]
     return "\n".join(parts) + "\n"
+
+
+ACCOUNTANTS = {"prv": "PRV accountant (Opacus; Gopi et al. 2021)", "rdp": "RDP accountant (Opacus; Mironov 2017)"}
+
+
+def privacy_sentence(p: dict) -> str:
+    """A DP-SGD run's guarantee in one paragraph (audit.json's `privacy`)."""
+    return (f"Trained with DP-SGD: (epsilon {p['epsilon']:.2f}, delta {p['delta']:.2g})-differential privacy per "
+            f"training {p['unit']} ({p['records']:,} {p['unit']}s; target epsilon {p['target_epsilon']:g}), "
+            f"by the {ACCOUNTANTS.get(p['accountant'], p['accountant'])}. Noise multiplier {p['noise_multiplier']:.3f}, "
+            f"clipping norm {p['max_grad_norm']:g}, Poisson sampling rate {p['sample_rate']:.4f}, {p['steps']} steps "
+            f"over {p['epochs']} epochs.")
 
 
 def _confidence_section(result: dict, reliability: str | None) -> list[str]:

@@ -64,6 +64,7 @@ class Trained:
     best_metric: float | None = None
     measures: list[Measure] = field(default_factory=list)
     note: str = ""  # e.g. why training stopped early
+    privacy: dict | None = None  # DP-SGD: the budget planned and the epsilon spent (`train.private.Budget`)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class RunResult:
     measures: list[Measure] = field(default_factory=list)
     coverage: list[dict] = field(default_factory=list)
     confidence: dict | None = None
+    privacy: dict | None = None  # DP-SGD: epsilon spent, delta, the accountant, noise, sampling rate, records
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -174,10 +176,15 @@ class Method(ABC):
 
 def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose: bool = False) -> RunResult:
     """Validate, train, save, audit and report one run of `method`."""
+    from knowtune.data.privacy import counts_line, scrub_if_on, scrubbing
     from knowtune.progress import library_output, phase
 
-    with library_output(None, verbose), phase("Preparing the data", unit="step"):
-        prep = method.prepare(s, log)  # validate before anything is written (no run folder yet: noise is dropped)
+    # validate before anything is written (no run folder yet: noise is dropped); --scrub-pii: the readers
+    # replace personal data as they read, so nothing of it reaches the run folder
+    with library_output(None, verbose), phase("Preparing the data", unit="step"), scrubbing(s.scrub_pii) as scrubbed:
+        if method.pairs:  # preference pairs the front end read from rating databases
+            method.pairs = [type(p)(**scrub_if_on(vars(p))) for p in method.pairs]
+        prep = method.prepare(s, log)
     r = Run(s.run_dir(), s, resume, log, verbose)
     open_run_dir(r.dir, s, resume)
     with library_output(r.dir / "log.txt", verbose):
@@ -185,6 +192,8 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
             write_jsonl(r.dir / "data" / f"{name}.jsonl", rows)
         if prep.description:
             log(prep.description)
+        if s.scrub_pii:
+            log(f"Personal data replaced by placeholders: {counts_line(scrubbed)}.")
         import torch
 
         torch.manual_seed(s.seed)
@@ -201,6 +210,7 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
         with phase(f"Saving {trained.folder}/", unit="step"):
             save_pretrained_atomic(r.dir / trained.folder, *trained.objects, extra=trained.extra_files)
         training = training_summary(r, trained)
+        privacy = trained.privacy
         del trained.objects
         method.finish(s, prep, r)
         after = method.audit(s, prep, str(r.dir), True, log) if audit_on else empty_audit()
@@ -209,7 +219,7 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
                            summary(before, after) if audit_on else None,
                            fact_table(before, after) if audit_on and method.per_fact else [], before, after,
                            training, trained.measures + method.audit_measures(s, prep, before, after), prep.coverage,
-                           confidence)
+                           confidence, privacy)
         from knowtune.eval.report import write_reports
 
         data = result.to_json()

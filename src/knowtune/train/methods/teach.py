@@ -27,10 +27,12 @@ from knowtune.io import cached_rows, write_jsonl
 from knowtune.models.precision import bf16_linears
 from knowtune.train.hf import cpu_training_attention, lean_lora, lora_config, train_resumable, training_args
 from knowtune.train.lifecycle import Method, Prepared, Run, Trained
+from knowtune.train.private import Budget, PrivacySettings, plan
 from knowtune.train.replay import general_answers
 
 
-class TeachSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, AuditSettings, GenerationGroup):
+class TeachSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, AuditSettings, GenerationGroup,
+                    PrivacySettings):
     DEFAULTS = {"epochs": 6, "learning_rate": 1e-3, "batch_size": 8}
     data: list[str] = Field(default_factory=list, description="Training data: Q&A, chat, prompt/completion, instruction or knowledge-pack files (JSONL, CSV, Parquet, YAML), and documents (.txt, .md, .html, .pdf files or folders of them).")
     method: Literal["lora", "full"] = Field("lora", description="lora: train small adapter matrices (fast, keeps the base intact); full: update every weight.")
@@ -72,6 +74,8 @@ class Knowledge:
     chunks: list = field(default_factory=list)  # document chunks, when documents were given
     coverage: list[dict] = field(default_factory=list)  # views per fact
     grounding: Grounding | None = None  # the taught texts that `--grounded` checks answers against
+    records: list[augment.TrainItem] = field(default_factory=list)  # DP-SGD: one row per training record, as given
+    budget: Budget | None = None  # DP-SGD's plan
 
 
 def prepare_knowledge(s: TeachSettings, log=print) -> Knowledge:
@@ -103,7 +107,41 @@ def prepare_knowledge(s: TeachSettings, log=print) -> Knowledge:
     if cover:
         log(f"Documents: {len(chunks)} chunks from {len({c.file for c in chunks})} file(s). "
             + docfacts.coverage_summary(cover))
-    return Knowledge(facts, dev, test, items + doc_items, unknown, chunks, cover, Grounding.from_facts(facts))
+    k = Knowledge(facts, dev, test, items + doc_items, unknown, chunks, cover, Grounding.from_facts(facts))
+    if s.dp_epsilon:
+        k.records = private_records(examples, facts, s) + doc_items
+        k.budget = plan(s, len(k.records) + round(s.replay_ratio * len(k.records)), s.epochs)
+        log(f"DP-SGD: {len(k.records)} records trained as written, one privacy unit each (no augmented views: a view "
+            f"made from several records would break the per-record guarantee); noise multiplier "
+            f"{k.budget.noise_multiplier:.3f} for epsilon {s.dp_epsilon:g} at delta {k.budget.delta:.2g}; "
+            f"{s.epochs} epochs, no early stopping (choosing an epoch by the data is not accounted for).")
+    return k
+
+
+def private_records(examples, facts: list[knowledge.Fact], s: TeachSettings) -> list[augment.TrainItem]:
+    """DP-SGD's training rows: each record's own question and answer, one row per record (a record is one line
+    of a data file), for records whose phrasing is in the train split. Refuses, naming file and line, a record
+    that holds several examples (one privacy unit must be one row) or one longer than --max-length."""
+    from knowtune.errors import DataError
+    from knowtune.eval.generate import token_counter
+
+    train = {knowledge.prompt_key(p.prompt) for f in facts for p in f.split("train")}
+    by_record: dict[str, list] = {}
+    for ex in examples:
+        by_record.setdefault(ex.source, []).append(ex)
+    several = [f"{src}: {len(exs)} examples in one record" for src, exs in by_record.items() if len(exs) > 1]
+    if several:
+        raise DataError.listing("data for DP-SGD", several,
+                                fix="under --dp-epsilon each record is one privacy unit and must be one question and "
+                                    "answer: give each its own line, or train without --dp-epsilon.")
+    kept = [exs[0] for exs in by_record.values() if knowledge.prompt_key(exs[0].prompt) in train and not exs[0].pinned_test]
+    count, how = token_counter(s.model)
+    long = [f"{ex.source}: {n} tokens ({how})" for ex in kept if (n := count(ex)) > s.max_length]
+    if long:
+        raise DataError.listing(f"data for DP-SGD (records longer than --max-length {s.max_length})", long,
+                                fix="under --dp-epsilon a record is one privacy unit and cannot be truncated or split "
+                                    "across rows: raise --max-length, or shorten those records.")
+    return [augment.TrainItem(ex.style, ex.prompt, ex.answer, f"record:{ex.source}", "record") for ex in kept]
 
 
 def document_facts(chunks, s: TeachSettings, log) -> list[knowledge.Fact]:
@@ -135,6 +173,11 @@ class Teach(Method):
     def prepare(self, s: TeachSettings, log) -> Prepared:
         if not s.data:
             raise KnowtuneError("No data files given.", fix="run `knowtune teach FILE...` (see `knowtune teach --help`).")
+        if s.dp_epsilon and s.method != "lora":
+            raise KnowtuneError(f"--dp-epsilon cannot train --method {s.method}: Opacus would need a per-record gradient "
+                                "of every weight (135 million per record for the default model) and cannot clip the "
+                                "embedding the output layer shares with the input.",
+                                fix="use --method lora with --dp-epsilon.")
         k = prepare_knowledge(s, log)
         files = {"facts": [{"id": f.id, "style": f.style, "answer": f.answer, "aliases": f.aliases,
                             "statements": f.statements,
@@ -156,9 +199,12 @@ class Teach(Method):
         # the start model's answers, written by a copy loaded for answering (bf16 where fast), as the audit answers
         replay = cached_rows(run.dir / "data" / "replay.jsonl",
                              lambda: general_answers(*load_for_answering(s.model, log=run.log)))
-        items = k.items + augment.replay_items([(r["prompt"], r["answer"]) for r in replay],
-                                               round(s.replay_ratio * len(k.items)), s.seed)
+        taught = k.records if k.budget else k.items
+        items = taught + augment.replay_items([(r["prompt"], r["answer"]) for r in replay],
+                                              round(s.replay_ratio * len(taught)), s.seed)
         write_jsonl(run.dir / "data" / "train.jsonl", [it.to_row() for it in items])
+        if k.budget:
+            return train_teach_private(s, model, tokenizer, items, k.budget, run)
         trainer, guard = build_trainer(s, model, tokenizer, items, k.dev, run.dir)
         run.log(f"Training {s.method} on {len(items)} examples ({trainer.accelerator.mixed_precision} precision, "
                 f"{'answer-only' if s.label_only_logits else 'full'} logits).")
@@ -167,6 +213,33 @@ class Teach(Method):
         return Trained("adapter" if s.method == "lora" else "model", (trainer.model, tokenizer), st.global_step,
                        st.epoch, diverged_at=guard.diverged_at, best_checkpoint=st.best_model_checkpoint,
                        best_metric=st.best_metric)
+
+
+def train_teach_private(s: TeachSettings, model, tokenizer, items, budget: Budget, run: Run) -> Trained:
+    """LoRA trained with DP-SGD (`train/private.py`) on one row per record, loss on the answers."""
+    from peft import get_peft_model
+
+    from knowtune.train.classic.predict import collate
+    from knowtune.train.hf import cpu_training_attention, lora_config
+    from knowtune.train.methods.teach_trainer import label_only_loss
+    from knowtune.train.optim import decay_groups, make_optimizer
+    from knowtune.eval.report import privacy_sentence
+    from knowtune.train.private import train_private
+    from knowtune.train.tokenize import encode
+
+    cpu_training_attention(model)
+    model = get_peft_model(model, lora_config(s))  # before Opacus hooks the modules (opacus issue 820)
+    rows = []
+    for it in items:
+        r = encode(tokenizer, it, s.max_length)
+        rows.append({"input_ids": r["input_ids"],
+                     "labels": [t if m else -100 for t, m in zip(r["input_ids"], r["completion_mask"])]})
+    trainable = lambda m: {n: p for n, p in m.named_parameters() if p.requires_grad}
+    budget = train_private(model, rows, lambda b: collate(b, tokenizer.pad_token_id, PAD_TO),
+                           lambda _m, batch: label_only_loss(model, batch, per_row=True), s, run, budget,
+                           lambda m: make_optimizer(decay_groups(trainable(m).items(), s.weight_decay), s), trainable)
+    run.log(privacy_sentence(budget.to_json()))
+    return Trained("adapter", (model, tokenizer), budget.steps, float(budget.epochs), privacy=budget.to_json())
 
 
 # Rows of a batch are padded to a multiple of 16 tokens. That wastes 14% of the tokens on the example pack

@@ -1,0 +1,253 @@
+"""DP-SGD with Opacus: training whose privacy guarantee holds per training record, with the epsilon actually spent.
+
+    plan      before training, from the number of records, the batch size and the epochs: the sample rate, delta
+              (default the smaller of 1e-5 and 1/N^1.1) and the noise multiplier that reaches the target epsilon
+              (Opacus's accountant); settings that would make the guarantee meaningless are refused here
+    wrap      Opacus's PrivacyEngine on the trainable weights: per-sample gradients, each clipped to
+              `dp_max_grad_norm`, Gaussian noise, and Poisson sampling of the records (without it the accountant's
+              epsilon is not a guarantee); physical batches of `dp_physical_batch` rows
+    train     epochs of noisy steps, a checkpoint after each (weights, optimiser, the accountant's history, the epoch)
+              so a killed run resumes at the last whole epoch with the same sampling and noise
+    spent     the accountant's epsilon at delta, written to audit.json and the report
+
+Why our own loop rather than a transformers Trainer: the Trainer draws its batches with its own sampler and
+averages the loss over the batch's tokens; DP-SGD needs Poisson-sampled records, a loss per record (a record's
+gradient may depend on that record alone), and Opacus's optimiser in place of the Trainer's clipping. trl has no
+DP trainer. Opacus's own examples train with a plain loop like this one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from pydantic import BaseModel, Field
+
+from knowtune.errors import KnowtuneError
+
+
+class PrivacySettings(BaseModel):
+    dp_epsilon: float | None = Field(None, gt=0, description="Train with DP-SGD (Opacus) to this privacy budget epsilon (smaller: more private; 1-8 is the usual range). The noise is found for it; the epsilon actually spent is reported. None: no differential privacy.")
+    dp_delta: float | None = Field(None, gt=0, lt=1, description="DP-SGD's delta (the chance the guarantee fails); default the smaller of 1e-5 and 1/N^1.1 for N training records. Must be below 1/N.")
+    dp_max_grad_norm: float = Field(1.0, gt=0, description="DP-SGD: each record's gradient is clipped to this norm before the noise is added.")
+    dp_physical_batch: int = Field(8, ge=1, description="DP-SGD: rows per forward/backward pass (memory); the logical batch (--batch-size on average, Poisson-sampled) is split into passes of this size.")
+    dp_accountant: Literal["prv", "rdp"] = Field("prv", description="DP-SGD's privacy accountant: prv (Gopi et al. 2021, tight) or rdp (Renyi DP, Mironov 2017; looser, the classic choice).")
+
+
+@dataclass
+class Budget:
+    """A DP-SGD run's plan, then what it spent."""
+    target_epsilon: float
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    max_grad_norm: float
+    accountant: str
+    records: int  # the training rows the guarantee is over (one per record)
+    epochs: int
+    steps: int  # logical batches
+    epsilon: float | None = None  # spent, after training
+    unit: str = "record"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def plan(s, rows: int, epochs: int, what: str = "records") -> Budget:
+    """The noise multiplier for the target epsilon over `rows` training rows; refuses settings whose guarantee
+    would be meaningless or unreachable. Raises KnowtuneError before any training."""
+    try:
+        from opacus.accountants.utils import get_noise_multiplier
+    except ImportError:
+        raise KnowtuneError("--dp-epsilon needs Opacus, which is not installed.",
+                            fix="pip install 'knowtune[dp]' (or pip install opacus).") from None
+    if rows < 2:
+        raise KnowtuneError(f"DP-SGD needs training {what}; got {rows}.", fix="add data.")
+    delta = s.dp_delta if s.dp_delta is not None else min(1e-5, 1 / rows ** 1.1)
+    if delta >= 1 / rows:
+        raise KnowtuneError(
+            f"--dp-delta {delta:g} is not below 1/N = {1 / rows:.2g} for N = {rows:,} training {what}: with such a "
+            "delta, publishing one whole record at random would satisfy the guarantee.",
+            fix=f"use --dp-delta {min(1e-5, 1 / rows ** 1.1):.2g} or smaller (or leave it out for that default).")
+    if s.batch_size >= rows:
+        raise KnowtuneError(f"--batch-size {s.batch_size} is not below the {rows:,} training {what}: every step would "
+                            "see every record, and sampling would give no privacy amplification.",
+                            fix=f"use a batch size well below {rows:,} (e.g. {max(1, rows // 20)}).")
+    steps_per_epoch = math.ceil(rows / s.batch_size)
+    sample_rate = 1 / steps_per_epoch  # what Opacus's Poisson sampler uses
+    try:
+        sigma = get_noise_multiplier(target_epsilon=s.dp_epsilon, target_delta=delta, sample_rate=sample_rate,
+                                     epochs=epochs, accountant=s.dp_accountant, epsilon_tolerance=0.01)
+    except ValueError as e:
+        raise KnowtuneError(
+            f"epsilon {s.dp_epsilon:g} cannot be reached with {rows:,} training {what}, batch size {s.batch_size} and "
+            f"{epochs} epoch(s) at delta {delta:.2g} ({e}).",
+            fix="raise --dp-epsilon, train fewer epochs, use a smaller batch, or add data.") from None
+    if sigma > 50:
+        raise KnowtuneError(
+            f"epsilon {s.dp_epsilon:g} with {rows:,} training {what}, batch size {s.batch_size} and {epochs} epoch(s) "
+            f"needs noise {sigma:.0f}x the clipping norm on every step: training would learn nothing.",
+            fix="raise --dp-epsilon, train fewer epochs, or add data (DP-SGD learns from many records, not few).")
+    return Budget(s.dp_epsilon, delta, sigma, sample_rate, s.dp_max_grad_norm, s.dp_accountant, rows, epochs,
+                  steps_per_epoch * epochs)
+
+
+def check_wrappable(model) -> None:
+    """Opacus must compute a per-sample gradient for every trainable weight: refuse modules it cannot, before
+    training (BatchNorm mixes records; weights tied to another module are counted twice)."""
+    from opacus.validators import ModuleValidator
+
+    errors = ModuleValidator.validate(model, strict=False)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    seen: dict[int, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in trainable and id(p) in seen:
+            errors.append(f"{name} is the same weight as {seen[id(p)]} (tied)")
+        seen.setdefault(id(p), name)
+    if errors:
+        raise KnowtuneError("Opacus cannot wrap this model for DP-SGD: " + "; ".join(map(str, errors[:5])) + ".",
+                            fix="train LoRA (teach --method lora) or the dense head (task train --method head) with DP.")
+
+
+def make_private(model, optimizer, loader, noise_multiplier: float, max_grad_norm: float, accountant: str = "prv",
+                 poisson: bool = True):
+    """(model, optimizer, loader, engine) wrapped by Opacus: per-sample gradients by hooks on the trainable
+    modules. The model must already be in its final form (peft applied, on its device): Opacus hooks the
+    modules it sees now, and weights created later would train silently wrong (opacus issue 820)."""
+    from opacus import PrivacyEngine
+
+    engine = PrivacyEngine(accountant=accountant)
+    model, optimizer, loader = engine.make_private(
+        module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm, poisson_sampling=poisson, loss_reduction="mean", grad_sample_mode="hooks")
+    return model, optimizer, loader, engine
+
+
+def dp_step(model, optimizer, batch: dict, loss_fn: Callable) -> float | None:
+    """One physical batch: per-record losses, their mean backwards (Opacus turns it into per-record gradients),
+    and the optimiser's step (Opacus clips, adds noise and updates only at the end of the logical batch).
+    Returns the mean loss, or None for an empty batch."""
+    import torch
+
+    if batch["input_ids"].shape[0] == 0:
+        return None
+    losses = loss_fn(model, batch)
+    loss = losses.mean()
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach()) if torch.isfinite(loss) else float("nan")
+
+
+def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable, s, run, budget: Budget,
+                  make_optimizer: Callable, trainable: Callable) -> Budget:
+    """Train `model` with DP-SGD for budget.epochs over `rows` (one row per record); checkpoints after each epoch
+    under run.checkpoints; returns the budget with the epsilon spent. `make_optimizer(model)` builds the plain
+    optimiser; `trainable(model)` gives {name: parameter} of what trains (saved in checkpoints)."""
+    import torch
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+    from torch.utils.data import DataLoader
+
+    from knowtune.progress import phase
+
+    check_wrappable(model)
+    model.train()
+    optimizer = make_optimizer(model)
+    loader = DataLoader(rows, batch_size=s.batch_size, collate_fn=collate, shuffle=False)
+    dp_model, dp_opt, dp_loader, engine = make_private(model, optimizer, loader, budget.noise_multiplier,
+                                                       budget.max_grad_norm, budget.accountant)
+    start_epoch, step = _resume(run, model, dp_opt, engine, trainable)
+    log = open(run.metrics, "a", encoding="utf-8")
+    try:
+        with phase("Training with DP-SGD", total=budget.steps, unit="step") as advance:
+            advance(step)
+            for epoch in range(start_epoch, budget.epochs):
+                torch.manual_seed(s.seed * 1000 + epoch)  # this epoch's sampling and noise: the same after --resume
+                random.seed(s.seed * 1000 + epoch)
+                losses = []
+                with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=s.dp_physical_batch,
+                                        optimizer=dp_opt) as batches:
+                    for batch in batches:
+                        loss = dp_step(dp_model, dp_opt, batch, loss_fn)
+                        if loss is None:  # an empty Poisson sample: the step still counts against the budget
+                            engine.accountant.step(noise_multiplier=budget.noise_multiplier,
+                                                   sample_rate=budget.sample_rate)
+                        else:
+                            losses.append(loss)
+                        if not dp_opt._is_last_step_skipped:
+                            step += 1
+                            advance(1)
+                if losses and not all(map(math.isfinite, losses)):
+                    raise KnowtuneError(f"DP-SGD diverged in epoch {epoch + 1}: the loss became NaN/inf.",
+                                        fix=f"lower the learning rate (now {s.learning_rate}).")
+                eps = engine.get_epsilon(budget.delta)
+                log.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
+                                      "epsilon": eps}) + "\n")
+                log.flush()
+                _checkpoint(run, epoch + 1, step, model, dp_opt, engine, trainable)
+    finally:
+        log.close()
+    budget.epsilon = engine.get_epsilon(budget.delta)
+    budget.steps = step
+    engine.detach() if hasattr(engine, "detach") else None
+    _unwrap(dp_model)
+    return budget
+
+
+def _unwrap(dp_model) -> None:
+    """Remove Opacus's hooks so the model saves and answers as a plain model."""
+    remove = getattr(dp_model, "_close", None) or getattr(dp_model, "remove_hooks", None)
+    if remove:
+        remove()
+
+
+def _checkpoint(run, epoch: int, step: int, model, optimizer, engine, trainable) -> None:
+    """checkpoints/checkpoint-<step>/: the trainable weights (safetensors), the optimiser's state, the
+    accountant's history and the epoch; state.json last (a checkpoint without it is incomplete)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    folder = run.checkpoints / f"checkpoint-{step}"
+    tmp = run.checkpoints / f".tmp-checkpoint-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({n: p.detach().contiguous().cpu() for n, p in trainable(model).items()}, str(tmp / "trainable.safetensors"))
+    torch.save(optimizer.original_optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "accountant.json").write_text(json.dumps(engine.accountant.history))
+    (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step}))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    for old in run.checkpoints.glob("checkpoint-*"):  # the newest is all a resume needs
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(run, model, optimizer, engine, trainable) -> tuple[int, int]:
+    """(epoch, step) to continue from: the last complete checkpoint's, its weights, optimiser and accountant
+    restored; (0, 0) without one."""
+    ckpt = run.checkpoint()
+    if not ckpt:
+        return 0, 0
+    import torch
+    from safetensors.torch import load_file
+
+    ckpt = Path(ckpt)
+    saved = load_file(str(ckpt / "trainable.safetensors"))
+    params = trainable(model)
+    missing = set(params) ^ set(saved)
+    if missing:
+        raise KnowtuneError(f"{ckpt} does not match this run's trainable weights ({sorted(missing)[:3]}...).",
+                            fix="resume with the settings the run started with (config.yaml).")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(saved[n])
+    optimizer.original_optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    engine.accountant.history = [tuple(h) for h in json.loads((ckpt / "accountant.json").read_text())]
+    state = json.loads((ckpt / "state.json").read_text())
+    return state["epoch"], state["step"]
