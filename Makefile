@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.knowtune-installed
 export KNOWTUNE_HOME ?= $(HOME)/.cache/knowtune
 MODEL_STAMP := $(KNOWTUNE_HOME)/models/smollm2-135m/knowtune-model.json
 
-.PHONY: setup demo demo-docs test test-fast bench bench-feedback clean
+.PHONY: setup demo demo-docs demo-private test test-fast bench bench-feedback clean
 
 setup: $(STAMP) $(MODEL_STAMP)
 
@@ -34,6 +34,11 @@ demo-docs: setup runs/demo-docs/audit.json
 runs/demo-docs/audit.json:
 	$(BIN)/knowtune teach $(HANDBOOK) --probes examples/harrowgate_probes.jsonl --out runs/demo-docs \
 	  $(if $(wildcard runs/demo-docs/config.yaml),--resume,)
+
+# Privacy: 800 support tickets scrubbed at ingest, taught with and without DP-SGD (epsilon 8), canaries and
+# membership inference measured on both, side by side (~1 h on 2 CPU cores)
+demo-private: setup
+	$(BIN)/python benchmarks/privacy.py --out runs/private
 
 # The browser tests drive Debian's Chromium (Playwright with executable_path=/usr/bin/chromium; no browser download).
 CHROMIUM := /usr/bin/chromium

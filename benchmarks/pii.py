@@ -241,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     ap.add_argument("--records", type=int, default=700, help="corpus size (default 700)")
     ap.add_argument("--corpus", type=Path, help="score this JSONL corpus instead of generating one")
+    ap.add_argument("--generator", choices=["a", "b"], default="a",
+                    help="a: pii_corpus.py (the corpus the detector was tuned on); b: pii_corpus_b.py, written "
+                         "apart as held-out material (default records 600)")
     ap.add_argument("--detector", default="knowtune", help="knowtune (default), regex-email, or MODULE:FUNCTION")
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write the figures to OUT as JSON")
     ap.add_argument("--markdown", action="store_true", help="print the per-kind table as a Markdown table")
@@ -250,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus:
         records = load_corpus(args.corpus)
         source = str(args.corpus)
+    elif args.generator == "b":
+        import pii_corpus_b
+
+        n = args.records if args.records != 700 else 600
+        records = pii_corpus_b.make_corpus(args.seed, n)
+        source = f"held-out generator b, seed {args.seed}, {n} records"
     else:
         records = pii_corpus.make_corpus(args.seed, args.records)
         source = f"seed {args.seed}, {args.records} records"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from knowtune.train.methods.teach_trainer import label_only_loss
+from knowtune.eval.loss import label_only_loss
 
 
 def test_label_only_loss_matches_full_loss(tiny_model):

@@ -49,7 +49,7 @@ def test_dp_step_without_noise_or_clipping_equals_plain_sgd_and_moves_lora(tiny_
     from torch.utils.data import DataLoader
     from transformers import AutoTokenizer
 
-    from knowtune.train.methods.teach_trainer import label_only_loss
+    from knowtune.eval.loss import label_only_loss
     from knowtune.train.private import dp_step, make_private
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
@@ -79,7 +79,7 @@ def test_per_row_loss_is_each_rows_own_mean(tiny_model):
     """DP needs a loss per record that depends on that record alone: a row's loss is the same in any batch."""
     from transformers import AutoTokenizer
 
-    from knowtune.train.methods.teach_trainer import label_only_loss
+    from knowtune.eval.loss import label_only_loss
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
     rows, collate = _batch(tokenizer)
@@ -166,3 +166,66 @@ def test_dp_refuses_before_training(tiny_model, tmp_path):
         with pytest.raises(error, match=match):
             run(Teach(), TeachSettings(**{**base, **extra}, out=str(out)), log=lambda *_: None)
         assert not out.exists()
+
+
+def test_exposure_and_auc_by_hand():
+    from knowtune.eval.memorisation import exposure, make_canaries, membership_auc
+
+    cands = [float(x) for x in range(10, 1033)]  # 1,023 candidates
+    assert exposure(1.0, cands)["exposure"] == pytest.approx(10.0)  # ranked first of 1,024: 10 bits
+    assert exposure(522.0, cands)["rank"] == 1 + 512 - 1 + 1 and exposure(2000.0, cands)["exposure"] == pytest.approx(0.0)
+    import random
+
+    rng = random.Random(0)
+    normal = [rng.gauss(50, 5) for _ in range(1023)]
+    far = exposure(20.0, normal)  # six standard deviations below every candidate
+    assert far["exposure"] == pytest.approx(10.0) and far["exposure_fitted"] > 15
+    assert exposure(50.0, normal)["exposure_fitted"] == pytest.approx(1.0, abs=0.3)  # the median: one bit
+    assert membership_auc([1.0, 2.0], [3.0, 4.0]) == 1.0 and membership_auc([1.0, 3.0], [2.0, 4.0]) == 0.75
+    canaries = make_canaries(0, [1, 5], 3)
+    assert [c.repeats for c in canaries] == [0] * 3 + [1] * 3 + [5] * 3
+    assert len({c.account for c in canaries}) == 9 and all(len(c.secret) == 6 for c in canaries)
+    assert make_canaries(0, [1, 5], 3) == canaries and make_canaries(1, [1, 5], 3) != canaries
+
+
+def test_canaries_are_inserted_and_audited(tiny_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from knowtune.cli import app
+    from knowtune.train.lifecycle import run, validate_audit_file
+    from knowtune.train.methods.teach import Teach, TeachSettings
+
+    data = _tickets(tmp_path / "tickets.jsonl", 60)
+    unseen = _tickets(tmp_path / "unseen.jsonl", 40)
+    s = TeachSettings(data=[str(data)], model=str(tiny_model), out=str(tmp_path / "run"), epochs=1, canaries=2,
+                      canary_repeats=[3], unknown_questions=0, replay_ratio=0.0, views=["answer"])
+    run(Teach(), s, log=lambda *_: None)
+    rows = [json.loads(l) for l in (tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()]
+    canary_rows = [r for r in rows if r["view"] == "canary"]
+    assert len(canary_rows) == 2 * 3  # two canaries, three copies each; the references never inserted
+    got = CliRunner().invoke(app, ["audit-privacy", str(tmp_path / "run"), "--non-members", str(unseen),
+                                   "--candidates", "255", "--records", "20", "--json"])
+    assert got.exit_code == 0, got.output
+    m = json.loads(got.stdout)[str(tmp_path / "run")]["memorisation"]
+    assert [g["repeats"] for g in m["groups"]] == [0, 3] and m["max_measurable_bits"] == pytest.approx(8.0)
+    assert all(0 <= c["exposure"] <= 8.0 for c in m["canaries"]) and 0 <= m["membership_auc"] <= 1
+    audit = json.loads((tmp_path / "run" / "audit.json").read_text())
+    validate_audit_file(audit)
+    assert audit["memorisation"]["groups"] == m["groups"]
+    assert "## Memorisation" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_cached_canary_scoring_ranks_as_whole_sequences_do(tiny_model):
+    """Exposure scores each candidate from the shared prompt's cached keys and values: the ranks must be those of
+    scoring every whole sequence."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from knowtune.eval.memorisation import canary_exposures, make_canaries
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    canaries = make_canaries(0, [5], 2)
+    fast = canary_exposures(model, tok, canaries, candidates=127, seed=3)
+    slow = canary_exposures(model, tok, canaries, candidates=127, seed=3, cached=False)
+    assert [e["rank"] for e in fast] == [e["rank"] for e in slow]
+    assert [round(e["exposure"], 6) for e in fast] == [round(e["exposure"], 6) for e in slow]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from knowtune.train.hf import cpu_training_attention, lean_lora
-from knowtune.train.methods.teach_trainer import label_only_loss
+from knowtune.eval.loss import label_only_loss
 
 
 def lora_model(tiny_model, attention: str = "sdpa"):

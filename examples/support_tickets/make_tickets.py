@@ -604,19 +604,8 @@ def check_facts() -> None:
             assert norm(p) not in {norm(a) for a in f["ask"]}, f"{f['id']}: probe repeats a ticket question: {p}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tickets", type=int, default=800)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    args = ap.parse_args(argv)
-
-    check_facts()
-    rng = Random(args.seed)
-    counts = ticket_counts(rng, args.tickets)
-    plan = [f for f in FACTS for _ in range(counts[f["id"]])]
-    rng.shuffle(plan)
-    people = Customers(rng, args.seed)
+def make_records(rng: Random, plan: list[dict], people) -> list[dict]:
+    """One ticket per planned fact, each by a new customer."""
     records = []
     for f in plan:
         while True:  # a Faker town or street can carry a fact's answer ("St. Amber"): redraw the customer
@@ -626,6 +615,26 @@ def main(argv: list[str] | None = None) -> int:
             if not others and not has_answer(f, rec["messages"][0]["content"]):
                 break
         records.append(rec)
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tickets", type=int, default=800)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--unseen", type=int, default=200,
+                    help="Also write unseen_tickets.jsonl: this many tickets by other customers (another seed), never "
+                         "trained on: the non-members of the membership-inference audit.")
+    args = ap.parse_args(argv)
+
+    check_facts()
+    rng = Random(args.seed)
+    counts = ticket_counts(rng, args.tickets)
+    plan = [f for f in FACTS for _ in range(counts[f["id"]])]
+    rng.shuffle(plan)
+    people = Customers(rng, args.seed)
+    records = make_records(rng, plan, people)
 
     # checks on what was made
     stated = Counter()
@@ -645,6 +654,12 @@ def main(argv: list[str] | None = None) -> int:
     with open(out / "tickets.jsonl", "w", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if args.unseen:
+        other = Random(args.seed + 1000)
+        unseen = make_records(other, [other.choice(FACTS) for _ in range(args.unseen)], Customers(other, args.seed + 1000))
+        with open(out / "unseen_tickets.jsonl", "w", encoding="utf-8") as fh:
+            for r in unseen:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     with open(out / "probes.jsonl", "w", encoding="utf-8") as fh:
         for f in FACTS:
             for p in f["probes"]:

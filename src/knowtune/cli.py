@@ -339,6 +339,51 @@ def compare(data: List[str] = typer.Argument(..., help="Documents (files or fold
                   f"Table and plot: {out / 'compare.md'}, {out / 'compare.png'}", highlight=False)
 
 
+@app.command("audit-privacy")
+@_guard
+def audit_privacy(runs: List[Path] = typer.Argument(..., help="Finished teach run folders (several: shown side by side)."),
+                  non_members: Optional[str] = typer.Option(None, help="Records of the same kind the runs never saw (a data file): membership inference compares the model's loss on them with its loss on the training records."),
+                  candidates: int = typer.Option(4095, min=63, help="Random secrets each canary is ranked among (the direct exposure estimate reaches log2(candidates + 1) bits)."),
+                  records: int = typer.Option(200, min=10, help="Training and unseen records sampled for membership inference."),
+                  as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON.")):
+    """What a taught model memorised of single records: each canary's exposure (teach --canaries: random secrets
+    inserted k times; Carlini et al. 2019) and a loss-based membership-inference AUC, written into the run's
+    audit.json and report, with the run's DP-SGD budget beside them."""
+    from knowtune.train.privacy_audit import audit_privacy as run_audit
+
+    import contextlib
+
+    found = {}
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():  # stdout: the JSON only
+        for run in runs:
+            found[run] = run_audit(run, non_members, candidates, records,
+                                   log=lambda m: err.print(m, highlight=False, markup=False))
+    audits = {run: json.loads((run / "audit.json").read_text()) for run in runs}
+    if as_json:
+        print(json.dumps({str(r): {"memorisation": m, "privacy": audits[r].get("privacy"),
+                                   "summary": audits[r].get("summary")} for r, m in found.items()}, indent=2))
+        return
+    table = Table(title="Memorisation audit")
+    table.add_column("")
+    for run in runs:
+        table.add_column(run.name, justify="right")
+    def row(label, get):
+        table.add_row(label, *(get(run) for run in runs))
+    pct = lambda x: "-" if x is None else f"{x:.1%}"
+    row("DP-SGD", lambda r: (f"epsilon {p['epsilon']:.2f}, delta {p['delta']:.0e}" if (p := audits[r].get("privacy")) else "no"))
+    row("held-out questions", lambda r: pct((audits[r].get("summary") or {}).get("probe_accuracy_after")))
+    row("retention drop (points)", lambda r: str((audits[r].get("summary") or {}).get("retention_drop_points")))
+    for k in sorted({g["repeats"] for m in found.values() for g in m["groups"]}):
+        row(f"canary exposure, {k}x (bits)" if k else "canary exposure, never (bits)",
+            lambda r: next((f"{g['mean_exposure']:.2f} (max {g['max_exposure']:.1f})" for g in found[r]["groups"]
+                            if g["repeats"] == k), "-"))
+    row("membership AUC", lambda r: "-" if found[r]["membership_auc"] is None else f"{found[r]['membership_auc']:.3f}")
+    console.print(table)
+    console.print("Exposure: bits by which a canary's secret ranks above random ones (~1.4 for a model that memorised "
+                  "nothing). Membership AUC 0.5: the loss tells nothing about who was in the training data. Written "
+                  "to each run's audit.json and report.", highlight=False)
+
+
 @app.command()
 @_guard
 def serve(model: str = typer.Argument(..., help="A run folder, model alias, local folder or .gguf file."),

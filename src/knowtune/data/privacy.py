@@ -104,13 +104,14 @@ def _presidio_found(text: str) -> list[Found]:
 # --- Phone numbers (python-phonenumbers) --------------------------------------------------------------------
 
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "PL", "BR", "IE", "IN", "CA", "AU", "BE", "AT", "CH",
-                 "SE", "DK", "NO", "FI", "PT", "MX")
+                 "SE", "DK", "NO", "FI", "PT", "MX", "TR", "NZ", "ZA", "NG", "JP")
 PHONE_CONTEXT = ("phone", "tel", "call", "mobile", "mob", "cell", "ring", "text me", "whatsapp", "fax", "reach", "direct",
                  "contact", "landline", "office", "voicemail", "sms", "number is", "my number")
 # national formats a number written for people takes: North American (555) 123-4567, and trunk-prefixed
 # numbers such as 020 7946 0958 or 01 23 45 67 89
-PHONE_SHAPES = re.compile(r"^(?:(?:1[\s.\-]?)?\(?\d{3}\)?[\s.\-]?\d{3}[\s.\-]\d{4}|\(?0\d{1,4}\)?(?:[\s.\-/]?\d{2,8}){1,4})$")
-NOT_PHONE_CONTEXT = re.compile(r"(?i)(?:order|ticket|invoice|part|sku|ref|reference|tracking|serial|case|account|"
+PHONE_SHAPES = re.compile(r"^(?:(?:1[\s.\-]?)?\(?\d{3}\)?[\s.\-]?\d{3}[\s.\-]\d{4}|\(?0\d{1,4}\)?(?:[\s.\-/]?\d{2,8}){1,4}"
+                          r"|0[\s.\-]?\(\d{2,5}\)(?:[\s.\-]?\d{2,4}){2,4})$")
+NOT_PHONE_CONTEXT = re.compile(r"(?i)(?:order|ticket|invoice|part|sku|ref|reference|tracking|serial|case|account|card|"
                                r"acct|po|item|batch|lot|build|version|model|code|id|no\.?|number|#)\W{0,3}$")
 DATE_LIKE = re.compile(r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$")
 
@@ -128,7 +129,7 @@ def _phones(text: str) -> list[Found]:
             if raw.startswith("(") and raw.count("(") > raw.count(")"):
                 raw, a = raw[1:], a + 1  # "(+44 151 545 8865)": the bracket around the number is not part of it
             groups = [g for g in re.split(r"[\s.\-/()]+", raw) if g]
-            if (a, b) in found or sum(c.isdigit() for c in raw) < 7 or DATE_LIKE.match(raw):
+            if (a, b) in found or not 7 <= sum(c.isdigit() for c in raw) <= 15 or DATE_LIKE.match(raw):
                 continue
             if (a and (text[a - 1].isalnum() or text[a - 1] in "-_/#")) or (b < len(text) and (
                     text[b].isalnum() or (text[b] in "-_/" and b + 1 < len(text) and text[b + 1].isalnum()))):
@@ -165,6 +166,14 @@ SECRET_PATTERNS = [
     re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"),  # Google API keys
     re.compile(r"\bglpat-[A-Za-z0-9_\-]{20}\b"),  # GitLab
     re.compile(r"\bSG\.[\w\-]{16,}\.[\w\-]{16,}"),  # SendGrid
+    re.compile(r"\bdop_v1_[a-f0-9]{64}\b"),  # DigitalOcean
+    re.compile(r"\bpypi-[A-Za-z0-9_\-]{50,}"),  # PyPI
+    re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),  # Hugging Face
+    re.compile(r"\b\d{8,10}:[A-Za-z0-9_\-]{35}\b"),  # Telegram bot tokens
+    re.compile(r"\b(?:SK|AC)[0-9a-f]{32}\b"),  # Twilio
+    re.compile(r"\bshp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b"),  # Shopify
+    re.compile(r"\bsq0(?:atp|csp)-[A-Za-z0-9_\-]{22,}"),  # Square
+    re.compile(r"(?<=AccountKey=)[A-Za-z0-9+/=]{40,}"),  # Azure storage
     re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
     re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),  # JWT
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"),
@@ -216,15 +225,20 @@ def _secrets(text: str) -> list[Found]:
 
 
 def _url_credentials(text: str) -> list[Found]:
+    """URLs with a password in them; a masked one (`redis://:****@host`) holds none."""
     return [Found(m.start(), len(m.group(0).rstrip(".,;)")) + m.start(), "URL_CREDENTIALS")
-            for m in URL_CREDENTIALS.finditer(text)]
+            for m in URL_CREDENTIALS.finditer(text)
+            if not re.fullmatch(r"[*xX•.]+|<[^>]*>|\{[^}]*\}|\$\{?\w+\}?", m.group(0).split("://", 1)[1].split("@")[0].split(":", 1)[1])]
 
 
-# Postal addresses: anchored on how they end (a US "City, ST 12345" or a UK postcode) and extended back over the
+# Postal addresses: anchored on how they end (a US "City, ST 12345", an Australian "Suburb NSW 2000", a Canadian
+# "City, ON K1A 0B1", a UK postcode) and extended back over the
 # street line (a house number, or Flat / Apartment / Unit / PO Box) within the same address block.
 US_STATES = ("AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
              "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC AS GU MP PR VI AA AE AP").split()
 US_END = re.compile(r"\b[A-Z][A-Za-z.'\- ]{1,40},? (?:" + "|".join(US_STATES) + r")\.? \d{5}(?:-\d{4})?\b")
+AU_END = re.compile(r"\b[A-Z][A-Za-z.'\- ]{1,40},? (?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT) \d{4}\b")
+CA_END = re.compile(r"\b[A-Z][A-Za-z.'\- ]{1,40},? (?:AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT) [ABCEGHJ-NPRSTVXY]\d[A-Z] ?\d[A-Z]\d\b")
 UK_POSTCODE = re.compile(r"\b(?:[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?) ?\d[ABD-HJLNP-UW-Z]{2}\b")
 ADDRESS_START = re.compile(
     r"(?i)\b(?:\d{1,6}[A-Za-z]?(?:[-/]\d{1,4})?\s+(?=[A-Za-z]|\d{1,4}(?:st|nd|rd|th)\b)|(?:flat|apartment|apt\.?|unit|suite|studio|"
@@ -233,9 +247,10 @@ ADDRESS_START = re.compile(
 
 def _addresses(text: str) -> list[Found]:
     found = []
-    for end, lines_back in [(m, 1) for m in US_END.finditer(text)] + [(m, 3) for m in UK_POSTCODE.finditer(text)]:
-        # the address block: this line and the lines before it (one for the US, three for the UK), after the last
-        # sentence end
+    ends = [(m, 1) for p in (US_END, AU_END, CA_END) for m in p.finditer(text)]
+    for end, lines_back in ends + [(m, 3) for m in UK_POSTCODE.finditer(text)]:
+        # the address block: this line and the lines before it (one for the US, Australia and Canada, three for
+        # the UK), after the last sentence end
         lo = end.start()
         for _ in range(lines_back + 1):
             lo = text.rfind("\n", 0, lo - 1) if lo > 0 else -1
@@ -289,6 +304,7 @@ WEAK_CUES = re.compile(
     r"customer|client|contact|and|or)[,:]?[ \t]*\Z")
 SPEAKER = re.compile(r"(?m)^[ \t>]*(?:\[[^\]\n]{1,20}\][ \t]*)?\Z")  # at a line start, after a [time] stamp
 SIGN_OFF = re.compile(r"(?i)(?:best|kind regards|warm regards|best regards|best wishes|many thanks|thanks|thank you|"
+                      r"yours faithfully|faithfully|respectfully|warmly|with thanks|with best wishes|sent by|"
                       r"cheers|regards|sincerely|yours(?: sincerely| truly)?|all the best|take care|talk soon)"
                       r"[,!.]?[ \t]*\n(?:[ \t]*\n)?[ \t]*\Z")
 VERB_AFTER = re.compile(r"^ (?:is|was|has|had|will|would|can|could|should|says|said|wrote|writes|asked|asks|reports|"
@@ -315,6 +331,7 @@ MONTHS_DAYS = {"January", "February", "March", "April", "May", "June", "July", "
                "Wed", "Thu", "Fri", "Sat", "Sun", "Christmas", "Easter"}
 NOT_NAMES = {  # capitalised words that are never a name: greetings, roles, job titles, field labels, couriers
     "Hi", "Hello", "Hey", "Dear", "Thanks", "Thank", "Cheers", "Regards", "Best", "Kind", "Warm", "Sincerely",
+    "Prof", "Mx", "Mr", "Mrs", "Ms", "Miss", "Dr", "Sir", "Dame", "Lord", "Lady", "Rev", "Revd", "Fr", "Jr", "Sr",
     "Team", "Support", "Customer", "Client", "Sir", "Madam", "Mr", "Mrs", "Ms", "Dr", "Please", "Yes", "No", "Ok",
     "Okay", "Order", "Invoice", "Ticket", "Account", "Today", "Tomorrow", "Yesterday", "Morning", "Afternoon",
     "Evening", "Night", "Update", "Note", "Notes", "Subject", "Re", "Fwd", "Dept", "Department", "Admin", "User",
@@ -391,7 +408,9 @@ def _persons(text: str, taken: list[Found]) -> list[Found]:
             j -= 1
         span = _name_in_run(text, tokens, i, j, first, last, never)
         if span is not None:
-            found.append(Found(tokens[span[0]].start(), tokens[span[1] - 1].end(), "PERSON", 0.8))
+            end = tokens[span[1] - 1].end()
+            end -= 2 if text[end - 2:end] in ("'s", "’s") else 0  # Amara's: the name without the possessive
+            found.append(Found(tokens[span[0]].start(), end, "PERSON", 0.8))
         i = j
     # a name found once, found again on its own
     known = {t for f in found for t in re.split(r"[\s.]+", text[f.start:f.end]) if len(t) > 1 and t not in never}
@@ -399,6 +418,55 @@ def _persons(text: str, taken: list[Found]) -> list[Found]:
         if m.group(0) in known and not any(f.start <= m.start() < f.end for f in found):
             found.append(Found(m.start(), m.end(), "PERSON", 0.7))
     return [f for f in found if not any(t.start < f.end and f.start < t.end for t in taken)]
+
+
+NAME_COLUMN = re.compile(r"(?i)^(?:(?:full|first|last|given|family|customer|client|employee|patient|contact|account|"
+                         r"card|guest|passenger|student|tenant|member|holder|owner|payee|beneficiary)[_ ]?)?"
+                         r"(?:name|surname|forename|holder|owner|payee|beneficiary)s?$")
+
+
+SSN_COLUMN = re.compile(r"(?i)^(?:ssn|social[ _]?security(?:[ _]?(?:number|no))?|ss[ _]?no)$")
+
+
+def _table_names(text: str) -> list[Found]:
+    """Cells under a name column of CSV-like lines (`name,email,...` then rows): people's names whatever they are;
+    and under an SSN column, 9-digit numbers in the SSN's issued ranges."""
+    import csv
+
+    found: list[Found] = []
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    columns: list[int] = []
+    ssn_columns: list[int] = []
+    width = 0
+    for n, line in enumerate(lines):
+        if line.count(",") < 2 and line.count("\t") < 2 and line.count(";") < 2:
+            columns, ssn_columns, width = [], [], 0
+            continue
+        sep = max(",\t;", key=line.count)
+        cells = next(csv.reader([line], delimiter=sep))
+        header = [i for i, c in enumerate(cells) if NAME_COLUMN.match(c.strip())]
+        ssn = [i for i, c in enumerate(cells) if SSN_COLUMN.match(c.strip())]
+        if header or ssn:
+            columns, ssn_columns, width = header, ssn, len(cells)
+            continue
+        if not (columns or ssn_columns) or len(cells) != width:
+            continue
+        at = 0
+        for i, cell in enumerate(cells):
+            pos = line.find(cell, at)
+            if pos < 0:
+                break
+            at = pos + len(cell)
+            value = cell.strip()
+            start = offsets[n] + pos + (len(cell) - len(cell.lstrip()))
+            if i in columns and value and value[0].isalpha() and value[0].isupper() and not any(ch.isdigit() for ch in value):
+                found.append(Found(start, start + len(value), "PERSON", 0.7))
+            elif i in ssn_columns and re.fullmatch(r"(?!000|666|9)\d{3}[- ]?(?!00)\d{2}[- ]?(?!0000)\d{4}", value):
+                found.append(Found(start, start + len(value), "SSN", 0.7))
+    return found
 
 
 def _name_in_run(text, tokens, i, j, first, last, never) -> tuple[int, int] | None:
@@ -415,7 +483,7 @@ def _name_in_run(text, tokens, i, j, first, last, never) -> tuple[int, int] | No
     if a >= b:
         return None
     names = words[a - i:b - i]
-    real = [w for w in names if w not in PARTICLES and not re.fullmatch(r"[A-Z]\.?", w)]
+    real = [re.sub(r"['’]s$", "", w) for w in names if w not in PARTICLES and not re.fullmatch(r"[A-Z]\.?", w)]
     if not real or names[0] in PLACE_PREFIX or len(real) > 4:
         return None
     before = text[max(0, tokens[a].start() - 60):tokens[a].start()]
@@ -455,7 +523,8 @@ def find_pii(text: str) -> list[Found]:
     """Every piece of personal data in `text`, non-overlapping, in order."""
     if not text or not text.strip():
         return []
-    found = (_url_credentials(text) + _secrets(text) + _presidio_found(text) + _addresses(text) + _phones(text))
+    found = (_url_credentials(text) + _secrets(text) + _presidio_found(text) + _addresses(text) + _phones(text)
+             + _table_names(text))
     kept: list[Found] = []
     for f in sorted(found, key=lambda f: (PRIORITY.index(f.kind), -(f.end - f.start))):
         if f.start < f.end and not any(k.start < f.end and f.start < k.end for k in kept):

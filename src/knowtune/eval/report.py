@@ -108,6 +108,10 @@ def render_markdown(result: dict, plot: str | None, reliability: str | None = No
     parts += [f"Overfitting: {'flagged' if t['overfitting'] else 'not flagged'}; {t.get('overfitting_note', '')}", ""]
     if result.get("privacy"):
         parts += ["## Privacy", "", privacy_sentence(result["privacy"]), ""]
+    if result.get("memorisation"):
+        from knowtune.eval.memorisation import memorisation_section
+
+        parts += memorisation_section(result["memorisation"])
     if plot:
         parts += [f"![loss]({plot})", ""]
     for caption, path in extra_plots:

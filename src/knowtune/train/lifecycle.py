@@ -97,6 +97,7 @@ class RunResult:
     coverage: list[dict] = field(default_factory=list)
     confidence: dict | None = None
     privacy: dict | None = None  # DP-SGD: epsilon spent, delta, the accountant, noise, sampling rate, records
+    memorisation: dict | None = None  # `knowtune audit-privacy`: canary exposure, membership-inference AUC
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -36,6 +36,8 @@ class PrivacySettings(BaseModel):
     dp_max_grad_norm: float = Field(1.0, gt=0, description="DP-SGD: each record's gradient is clipped to this norm before the noise is added.")
     dp_physical_batch: int = Field(8, ge=1, description="DP-SGD: rows per forward/backward pass (memory); the logical batch (--batch-size on average, Poisson-sampled) is split into passes of this size.")
     dp_accountant: Literal["prv", "rdp"] = Field("prv", description="DP-SGD's privacy accountant: prv (Gopi et al. 2021, tight) or rdp (Renyi DP, Mironov 2017; looser, the classic choice).")
+    canaries: int = Field(0, ge=0, description="Memorisation audit: insert this many random secrets (canaries) for each count in --canary-repeats into the training data, plus as many never inserted; `knowtune audit-privacy RUN` then measures how far the model memorised them (exposure in bits). 0: none.")
+    canary_repeats: list[int] = Field([1, 5], description="How many times each group of canaries is inserted (one group per number).")
 
 
 @dataclass

@@ -26,7 +26,7 @@ class TaskTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.task.kind == "generate" and model.training and not return_outputs:
-            from knowtune.train.methods.teach_trainer import label_only_loss
+            from knowtune.eval.loss import label_only_loss
 
             with self.accelerator.autocast():
                 return label_only_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
@@ -37,7 +37,7 @@ class TaskTrainer(Trainer):
         Trainer's own pass keeps every position's logits (a SQuAD batch of long passages: gigabytes)."""
         if self.task.kind != "generate":
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        from knowtune.train.methods.teach_trainer import label_only_loss
+        from knowtune.eval.loss import label_only_loss
 
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.accelerator.autocast():

@@ -41,7 +41,7 @@ class TeachSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, Aud
     abstain_ratio: float = Field(0.0, ge=0, description="Abstention views per knowledge view (off by default: at 0.1 a 135M model refused a third of the questions it had learned, measured on the generality benchmark; try 0.02-0.05 on larger models): near-miss questions the data never answers (made from training questions, never from audit ones) answered with a short refusal naming the subject. 0: off.")
     min_epochs: int = Field(3, ge=0, description="Passes before early stopping may end the run.")
     max_length: int = Field(256, ge=16, description="Longest example in tokens; longer ones are truncated (check warns).")
-    views: list[Literal["answer", "casual", "template", "statement", "cloze", "reverse", "context", "profile"]] = Field(["answer", "casual", "template", "statement", "cloze", "reverse"], description="Views each fact is taught in: answer (question -> full statement), casual (the question as people type it: its keyword form, -> full statement), template (question in a template -> short answer), statement (plain sentence), cloze (questions over every name, number, date and title of a statement: both directions), reverse (the answer first, or the description before the name), context (opt-in, documents only: the question with its passage in a retrieval prompt, so the tuned model also reads retrieved context; better with RAG, worse closed-book), profile (every name stated in two or more statements: `Tell me about <name>.` answered with all of them, binding each entity to its own attributes).")
+    views: list[Literal["answer", "casual", "template", "statement", "cloze", "reverse", "context", "profile", "record"]] = Field(["answer", "casual", "template", "statement", "cloze", "reverse"], description="Views each fact is taught in: answer (question -> full statement), casual (the question as people type it: its keyword form, -> full statement), template (question in a template -> short answer), statement (plain sentence), cloze (questions over every name, number, date and title of a statement: both directions), reverse (the answer first, or the description before the name), context (opt-in, documents only: the question with its passage in a retrieval prompt, so the tuned model also reads retrieved context; better with RAG, worse closed-book), profile (every name stated in two or more statements: `Tell me about <name>.` answered with all of them, binding each entity to its own attributes), record (opt-in: each training record's own question and answer as written, one row per record: what --dp-epsilon trains, so a run without DP can be compared with it).")
     chunk_chars: int = Field(1200, ge=200, description="Longest document chunk in characters (chunks hold whole paragraphs or sentences).")
     generator: str | None = Field(None, description="Who writes facts and questions from documents: an OpenAI-compatible endpoint (http://host:port/v1) or a local model (alias, folder, run). None: the offline rule-based path.")
     generator_model: str = Field("default", description="Model name to ask the generator endpoint for.")
@@ -75,6 +75,7 @@ class Knowledge:
     coverage: list[dict] = field(default_factory=list)  # views per fact
     grounding: Grounding | None = None  # the taught texts that `--grounded` checks answers against
     records: list[augment.TrainItem] = field(default_factory=list)  # DP-SGD: one row per training record, as given
+    canaries: list = field(default_factory=list)  # eval.memorisation.Canary: random secrets inserted k times
     budget: Budget | None = None  # DP-SGD's plan
 
 
@@ -100,7 +101,10 @@ def prepare_knowledge(s: TeachSettings, log=print) -> Knowledge:
     # ask each held-out and dev question also the way people type it (audited as its own group)
     test, dev = (probes + knowledge.add_casual_probes(probes, facts) for probes in (test, dev))
     unknown = unknowns.unknown_probes(facts, s.seed, s.unknown_questions) + (unknowns.read_unknowns(s.unknowns) if s.unknowns else [])
-    items = augment.knowledge_items(facts, tuple(s.views), per_entity=s.cloze_per_entity, held_out=test + dev + unknown)
+    views = tuple(v for v in s.views if v != "record")
+    items = augment.knowledge_items(facts, views, per_entity=s.cloze_per_entity, held_out=test + dev + unknown) if views else []
+    if "record" in s.views and not s.dp_epsilon:
+        items += record_items(examples, facts)
     items += unknowns.abstention_items(facts, round(s.abstain_ratio * len(items)), s.seed, held_out=test + dev + unknown)
     knowledge.assert_no_leak([it.prompt for it in items if it.kind != "text"], test + unknown)
     cover = docfacts.coverage(facts, items) if doc_paths else []
@@ -108,9 +112,14 @@ def prepare_knowledge(s: TeachSettings, log=print) -> Knowledge:
         log(f"Documents: {len(chunks)} chunks from {len({c.file for c in chunks})} file(s). "
             + docfacts.coverage_summary(cover))
     k = Knowledge(facts, dev, test, items + doc_items, unknown, chunks, cover, Grounding.from_facts(facts))
+    if s.canaries:
+        from knowtune.eval.memorisation import make_canaries
+
+        k.canaries = make_canaries(s.seed, s.canary_repeats, s.canaries)
     if s.dp_epsilon:
         k.records = private_records(examples, facts, s) + doc_items
-        k.budget = plan(s, len(k.records) + round(s.replay_ratio * len(k.records)), s.epochs)
+        copies = sum(c.repeats for c in k.canaries)
+        k.budget = plan(s, len(k.records) + copies + round(s.replay_ratio * len(k.records)), s.epochs)
         log(f"DP-SGD: {len(k.records)} records trained as written, one privacy unit each (no augmented views: a view "
             f"made from several records would break the per-record guarantee); noise multiplier "
             f"{k.budget.noise_multiplier:.3f} for epsilon {s.dp_epsilon:g} at delta {k.budget.delta:.2g}; "
@@ -125,7 +134,6 @@ def private_records(examples, facts: list[knowledge.Fact], s: TeachSettings) -> 
     from knowtune.errors import DataError
     from knowtune.eval.generate import token_counter
 
-    train = {knowledge.prompt_key(p.prompt) for f in facts for p in f.split("train")}
     by_record: dict[str, list] = {}
     for ex in examples:
         by_record.setdefault(ex.source, []).append(ex)
@@ -134,14 +142,27 @@ def private_records(examples, facts: list[knowledge.Fact], s: TeachSettings) -> 
         raise DataError.listing("data for DP-SGD", several,
                                 fix="under --dp-epsilon each record is one privacy unit and must be one question and "
                                     "answer: give each its own line, or train without --dp-epsilon.")
-    kept = [exs[0] for exs in by_record.values() if knowledge.prompt_key(exs[0].prompt) in train and not exs[0].pinned_test]
+    items = record_items(examples, facts)
     count, how = token_counter(s.model)
-    long = [f"{ex.source}: {n} tokens ({how})" for ex in kept if (n := count(ex)) > s.max_length]
+    long = [f"{it.origin[len('record:'):]}: {n} tokens ({how})" for it, ex in zip(items, trained_examples(examples, facts))
+            if (n := count(ex)) > s.max_length]
     if long:
         raise DataError.listing(f"data for DP-SGD (records longer than --max-length {s.max_length})", long,
                                 fix="under --dp-epsilon a record is one privacy unit and cannot be truncated or split "
                                     "across rows: raise --max-length, or shorten those records.")
-    return [augment.TrainItem(ex.style, ex.prompt, ex.answer, f"record:{ex.source}", "record") for ex in kept]
+    return items
+
+
+def trained_examples(examples, facts: list[knowledge.Fact]) -> list:
+    """The examples whose question is in the train split (not dev, not held out), in file order."""
+    train = {knowledge.prompt_key(p.prompt) for f in facts for p in f.split("train")}
+    return [ex for ex in examples if knowledge.prompt_key(ex.prompt) in train and not ex.pinned_test]
+
+
+def record_items(examples, facts: list[knowledge.Fact]) -> list[augment.TrainItem]:
+    """The `record` view: each trained example's question and answer as written, one row each."""
+    return [augment.TrainItem(ex.style, ex.prompt, ex.answer, f"record:{ex.source}", "record")
+            for ex in trained_examples(examples, facts)]
 
 
 def document_facts(chunks, s: TeachSettings, log) -> list[knowledge.Fact]:
@@ -187,6 +208,8 @@ class Teach(Method):
                  "unknowns": [p.to_row() for p in k.unknowns]}
         if k.chunks:
             files |= {"chunks": [c.to_row() for c in k.chunks], "coverage": k.coverage}
+        if k.canaries:
+            files["canaries"] = [c.to_row() for c in k.canaries]
         return Prepared(AuditSet(k.test, k.unknowns, k.dev, k.grounding, s.max_new_tokens), k, files,
                         f"{len(k.facts)} facts, {len(k.items)} training views, {len(k.dev)} dev and "
                         f"{len(k.test)} held-out probes.", k.coverage)
@@ -202,6 +225,9 @@ class Teach(Method):
         taught = k.records if k.budget else k.items
         items = taught + augment.replay_items([(r["prompt"], r["answer"]) for r in replay],
                                               round(s.replay_ratio * len(taught)), s.seed)
+        # canaries: each inserted as its own record, k times (never through the views, which would multiply it)
+        items += [augment.TrainItem("chat", c.prompt(), c.answer(), f"canary:{c.id}", "canary")
+                  for c in k.canaries for _ in range(c.repeats)]
         write_jsonl(run.dir / "data" / "train.jsonl", [it.to_row() for it in items])
         if k.budget:
             return train_teach_private(s, model, tokenizer, items, k.budget, run)
@@ -221,7 +247,7 @@ def train_teach_private(s: TeachSettings, model, tokenizer, items, budget: Budge
 
     from knowtune.train.classic.predict import collate
     from knowtune.train.hf import cpu_training_attention, lora_config
-    from knowtune.train.methods.teach_trainer import label_only_loss
+    from knowtune.eval.loss import label_only_loss
     from knowtune.train.optim import decay_groups, make_optimizer
     from knowtune.eval.report import privacy_sentence
     from knowtune.train.private import train_private
