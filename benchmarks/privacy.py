@@ -32,7 +32,8 @@ def teach(out: Path, extra: list[str], a) -> None:
     cmd = [sys.executable, "-m", "knowtune.cli", "teach", str(EXAMPLE / "tickets.jsonl"), "--probes",
            str(EXAMPLE / "probes.jsonl"), "--test-fraction", "0", "--views", "record", "--scrub-pii",
            "--canaries", "5", "--canary-repeats", "1", "--canary-repeats", "5", "--epochs", str(a.epochs),
-           "--min-epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--learning-rate", str(a.learning_rate),
+           "--min-epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--micro-batch", "8",
+           "--learning-rate", str(a.learning_rate),
            "--out", str(out), *extra, *(["--resume"] if (out / "config.yaml").exists() else [])]
     print("$ knowtune " + " ".join(cmd[3:]), flush=True)
     subprocess.run(cmd, check=True)

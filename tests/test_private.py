@@ -132,7 +132,7 @@ def test_teach_with_dp_reports_epsilon_spent(tiny_model, tmp_path):
 
     data = _tickets(tmp_path / "tickets.jsonl")
     s = TeachSettings(data=[str(data)], model=str(tiny_model), out=str(tmp_path / "run"), epochs=2, batch_size=16,
-                      dp_epsilon=8.0, learning_rate=5e-3, replay_ratio=0.0, unknown_questions=0, dp_physical_batch=4)
+                      dp_epsilon=8.0, learning_rate=5e-3, replay_ratio=0.0, unknown_questions=0, micro_batch=4)
     result = run(Teach(), s, log=lambda *_: None)
     p = result.privacy
     assert p and p["accountant"] == "prv" and p["delta"] == pytest.approx(min(1e-5, p["records"] ** -1.1))
@@ -229,3 +229,16 @@ def test_cached_canary_scoring_ranks_as_whole_sequences_do(tiny_model):
     slow = canary_exposures(model, tok, canaries, candidates=127, seed=3, cached=False)
     assert [e["rank"] for e in fast] == [e["rank"] for e in slow]
     assert [round(e["exposure"], 6) for e in fast] == [round(e["exposure"], 6) for e in slow]
+
+
+def test_micro_batch_accumulates_gradients_to_the_batch(tmp_path):
+    """--micro-batch: rows per pass; --batch-size stays the rows per optimiser step (gradient accumulation)."""
+    from transformers import TrainingArguments
+
+    from knowtune.train.hf import training_args
+    from knowtune.train.methods.teach import TeachSettings
+
+    args = training_args(TrainingArguments, TeachSettings(data=["x"], batch_size=64, micro_batch=8), tmp_path, 1000)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 8)
+    args = training_args(TrainingArguments, TeachSettings(data=["x"], batch_size=8), tmp_path, 1000)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 1)

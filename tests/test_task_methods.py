@@ -252,3 +252,30 @@ def test_dropout_reaches_the_built_modules(task, tiny_model):
     rates = [m.attention_dropout for m in model.modules() if hasattr(m, "attention_dropout")]
     assert rates and all(r == 0.3 for r in rates)
     assert model.config.attention_dropout == 0.3
+
+
+@pytest.mark.parametrize("task", ["sentiment", "ner"])
+def test_dense_head_with_dp_sgd(task, data, tiny_model, tmp_path):
+    """task train --method head --dp-epsilon: only the head moves, the epsilon spent is in audit.json; methods
+    Opacus cannot train per example are refused before a run folder exists."""
+    from safetensors.torch import load_file
+
+    from knowtune.errors import KnowtuneError
+
+    out = tmp_path / "run"
+    result = lifecycle.run(TaskMethod(), TaskSettings(**settings("head", task, data, tiny_model, out, dp_epsilon=8.0,
+                                                                 dp_delta=1e-3, batch_size=8, epochs=2)),
+                           log=lambda *a: None)
+    p = result.privacy
+    assert p and 0 < p["epsilon"] <= 8.1 and p["records"] == len((out / "data" / "train.jsonl").read_text().splitlines())
+    lifecycle.validate_audit_file(json.loads((out / "audit.json").read_text()))
+    saved = load_file(str(out / "task" / "model.safetensors"))
+    start = load_file(str(tiny_model / "model.safetensors"))
+    head = [k for k in saved if k.startswith("score.")]
+    assert head and all(torch.isfinite(saved[k]).all() for k in head)
+    body = [k for k in saved if k.startswith("model.") and k in start]
+    assert body and all(torch.equal(saved[k].float(), start[k].float()) for k in body)  # the LLM is untouched
+    with pytest.raises(KnowtuneError, match="cannot train --method freeze"):
+        lifecycle.run(TaskMethod(), TaskSettings(**settings("freeze", task, data, tiny_model, tmp_path / "r2",
+                                                            dp_epsilon=8.0, dp_delta=1e-3)), log=lambda *a: None)
+    assert not (tmp_path / "r2").exists()

@@ -80,6 +80,7 @@ class OptimSettings(BaseModel):
 
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
     batch_size: int = Field(8, ge=1, description="Examples per optimiser step.")
+    micro_batch: int | None = Field(None, ge=1, description="Examples per forward/backward pass when fewer than --batch-size fit in memory: the gradients of ceil(batch / micro-batch) passes are added up before each step (gradient accumulation; DP-SGD: the physical batch). None: the whole batch at once (DP-SGD: 8).")
     optimizer: Optimizer = Field("adamw", description="adamw (Adam with decoupled weight decay), adam (weight decay as L2 on the gradient) or sgd (stochastic gradient descent with momentum: wants a learning rate 10-100x higher).")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum (0: plain SGD).")
     nesterov: bool = Field(False, description="sgd: Nesterov's momentum.")

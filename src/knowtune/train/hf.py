@@ -19,11 +19,13 @@ def training_args(config_cls, s, run_dir, n_examples: int, evaluate: bool = Fals
     import torch
 
     steps_per_epoch = math.ceil(n_examples / s.batch_size)
+    micro = min(s.micro_batch or s.batch_size, s.batch_size)  # rows per pass; the rest is gradient accumulation
     total = s.max_steps if s.max_steps > 0 else steps_per_epoch * s.epochs
     every = s.checkpoint_every
     return config_cls(
         output_dir=str(run_dir / "checkpoints"), num_train_epochs=s.epochs, max_steps=s.max_steps,
-        per_device_train_batch_size=s.batch_size, per_device_eval_batch_size=s.batch_size,
+        per_device_train_batch_size=micro, per_device_eval_batch_size=micro,
+        gradient_accumulation_steps=math.ceil(s.batch_size / micro),
         learning_rate=s.learning_rate, **hf_optimizer(s), lr_scheduler_type=s.lr_scheduler,
         warmup_steps=int(s.warmup_ratio * total), weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
         logging_steps=max(1, steps_per_epoch // 4),

@@ -5,7 +5,7 @@
               (Opacus's accountant); settings that would make the guarantee meaningless are refused here
     wrap      Opacus's PrivacyEngine on the trainable weights: per-sample gradients, each clipped to
               `dp_max_grad_norm`, Gaussian noise, and Poisson sampling of the records (without it the accountant's
-              epsilon is not a guarantee); physical batches of `dp_physical_batch` rows
+              epsilon is not a guarantee); physical batches of `--micro-batch` rows (8 by default)
     train     epochs of noisy steps, a checkpoint after each (weights, optimiser, the accountant's history, the epoch)
               so a killed run resumes at the last whole epoch with the same sampling and noise
     spent     the accountant's epsilon at delta, written to audit.json and the report
@@ -31,11 +31,15 @@ from knowtune.errors import KnowtuneError
 
 
 class PrivacySettings(BaseModel):
+    """DP-SGD's settings (teach with LoRA, task train with the dense head)."""
     dp_epsilon: float | None = Field(None, gt=0, description="Train with DP-SGD (Opacus) to this privacy budget epsilon (smaller: more private; 1-8 is the usual range). The noise is found for it; the epsilon actually spent is reported. None: no differential privacy.")
     dp_delta: float | None = Field(None, gt=0, lt=1, description="DP-SGD's delta (the chance the guarantee fails); default the smaller of 1e-5 and 1/N^1.1 for N training records. Must be below 1/N.")
     dp_max_grad_norm: float = Field(1.0, gt=0, description="DP-SGD: each record's gradient is clipped to this norm before the noise is added.")
-    dp_physical_batch: int = Field(8, ge=1, description="DP-SGD: rows per forward/backward pass (memory); the logical batch (--batch-size on average, Poisson-sampled) is split into passes of this size.")
     dp_accountant: Literal["prv", "rdp"] = Field("prv", description="DP-SGD's privacy accountant: prv (Gopi et al. 2021, tight) or rdp (Renyi DP, Mironov 2017; looser, the classic choice).")
+
+
+class CanarySettings(BaseModel):
+    """The memorisation audit's canaries (teach)."""
     canaries: int = Field(0, ge=0, description="Memorisation audit: insert this many random secrets (canaries) for each count in --canary-repeats into the training data, plus as many never inserted; `knowtune audit-privacy RUN` then measures how far the model memorised them (exposure in bits). 0: none.")
     canary_repeats: list[int] = Field([1, 5], description="How many times each group of canaries is inserted (one group per number).")
 
@@ -156,8 +160,8 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
 
     from knowtune.progress import phase
 
-    check_wrappable(model)
     model.train()
+    check_wrappable(model)
     optimizer = make_optimizer(model)
     loader = DataLoader(rows, batch_size=s.batch_size, collate_fn=collate, shuffle=False)
     dp_model, dp_opt, dp_loader, engine = make_private(model, optimizer, loader, budget.noise_multiplier,
@@ -171,7 +175,7 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
                 torch.manual_seed(s.seed * 1000 + epoch)  # this epoch's sampling and noise: the same after --resume
                 random.seed(s.seed * 1000 + epoch)
                 losses = []
-                with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=s.dp_physical_batch,
+                with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=s.micro_batch or 8,
                                         optimizer=dp_opt) as batches:
                     for batch in batches:
                         loss = dp_step(dp_model, dp_opt, batch, loss_fn)

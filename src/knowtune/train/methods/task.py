@@ -32,13 +32,14 @@ from knowtune.eval.tasks import (TASKS, Example, Task, correct, example_row, get
                                  language_options, split)
 from knowtune.io import write_json
 from knowtune.train.lifecycle import Measure, Method, Prepared, Run, Trained
+from knowtune.train.private import PrivacySettings, plan
 
 RATES = {"feature": 1e-3, "head": 1e-3, "freeze": 5e-5, "ulmfit": 3e-4, "lora": 5e-4, "dora": 5e-4, "full": 3e-5}
 LONG_INPUT_TASKS = ("qa", "summarise", "summarize")  # passages and abstracts: max_length 384 by default, else 128
 SGD_RATE_FACTOR = 20  # sgd's default rate is the method's Adam rate times this
 
 
-class TaskSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, GenerationGroup):
+class TaskSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, GenerationGroup, PrivacySettings):
     DEFAULTS = {"epochs": 3, "batch_size": 16, "warmup_ratio": 0.06, "max_new_tokens": 64}
     task: Literal["sentiment", "classify", "ner", "summarise", "summarize", "translate", "qa"] = Field(..., description="; ".join(f"{t.name}: {t.help}" for t in TASKS.values()) + ".")
     data: list[str] = Field(default_factory=list, description="Training files of the task (translation: source file then target file).")
@@ -90,6 +91,7 @@ class TaskData:
     labels: list[str]
     opts: dict  # prompt options (translation's language names)
     note: str = ""
+    budget: object = None  # train.private.Budget: DP-SGD's plan (--dp-epsilon)
 
 
 def sample(examples: list[Example], n: int, seed: int) -> list[Example]:
@@ -177,6 +179,18 @@ class TaskMethod(Method):
 
     def prepare(self, s: TaskSettings, log) -> Prepared:
         d = prepare_task(s)
+        if s.dp_epsilon:
+            if s.method != "head":
+                raise KnowtuneError(
+                    f"--dp-epsilon cannot train --method {s.method}: DP-SGD needs a gradient per training example, "
+                    "which Opacus gives for the dense head on the frozen model"
+                    + (" (feature trains a scikit-learn classifier, not by gradient)" if s.method == "feature" else
+                       "; for the transformer's own blocks it would hold one copy of their gradients per example"),
+                    fix="use --method head with --dp-epsilon (or teach --method lora --dp-epsilon for knowledge).")
+            d.budget = plan(s, len(d.train), s.epochs, "examples")
+            log(f"DP-SGD: {len(d.train):,} training examples, one privacy unit each; noise multiplier "
+                f"{d.budget.noise_multiplier:.3f} for epsilon {s.dp_epsilon:g} at delta {d.budget.delta:.2g}; "
+                f"{s.epochs} epochs, no early stopping.")
         files = {"train": [example_row(d.task, e) for e in d.train], "dev": [example_row(d.task, e) for e in d.dev],
                  "test": [example_row(d.task, e) for e in d.test]}
         labels = f", {len(d.labels)} labels" if d.labels else ""
@@ -190,6 +204,8 @@ class TaskMethod(Method):
         start = time.time()
         if not recipe.gradient:
             return self._train_features(s, d, run, start)
+        if d.budget:
+            return self._train_private(recipe, s, d, run)
         from knowtune.train.classic.trainer import train_gradient
         from knowtune.train.hf import train_resumable
 
@@ -216,6 +232,39 @@ class TaskMethod(Method):
         return Trained(folder, (model, trainer.processing_class), st.global_step, st.epoch, extra_files=extra,
                        diverged_at=guard.diverged_at, best_checkpoint=st.best_model_checkpoint,
                        best_metric=st.best_metric, note=d.note)
+
+    def _train_private(self, recipe, s: TaskSettings, d: TaskData, run: Run) -> Trained:
+        """The dense head trained with DP-SGD (`train/private.py`): one row per training example, its own loss."""
+        import torch
+
+        from knowtune.eval.report import privacy_sentence
+        from knowtune.train.classic.predict import collate
+        from knowtune.train.classic.trainer import build_model, encode_rows
+        from knowtune.train.hf import cpu_training_attention
+        from knowtune.train.optim import make_optimizer
+        from knowtune.train.private import train_private
+
+        torch.manual_seed(s.seed)
+        model, tokenizer = build_model(d.task, s, d.labels, run.log)
+        cpu_training_attention(model)
+        model, groups = recipe.setup(model, s)
+        rows = list(encode_rows(d.task, tokenizer, d.train, d.labels, s, d.opts))
+
+        def per_example(_m, batch):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            labels = batch["labels"]
+            if logits.dim() == 2:  # sequence: one label per example
+                return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+            losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")  # (B, T)
+            return losses.sum(1) / (labels != -100).sum(1).clamp(min=1)
+
+        trainable = lambda m: {n: p for n, p in m.named_parameters() if p.requires_grad}  # noqa: E731
+        budget = train_private(model, rows, lambda b: collate(b, tokenizer.pad_token_id), per_example, s, run,
+                               d.budget, lambda m: make_optimizer(groups, s), trainable)
+        run.log(privacy_sentence(budget.to_json()))
+        return Trained("task", (model, tokenizer), budget.steps, float(budget.epochs),
+                       extra_files=lambda tmp: write_json(tmp / "labels.json", d.labels), privacy=budget.to_json(),
+                       note=d.note)
 
     def _train_features(self, s: TaskSettings, d: TaskData, run: Run, start: float) -> Trained:
         from knowtune.models.load import load_for_answering

@@ -27,12 +27,12 @@ from knowtune.io import cached_rows, write_jsonl
 from knowtune.models.precision import bf16_linears
 from knowtune.train.hf import cpu_training_attention, lean_lora, lora_config, train_resumable, training_args
 from knowtune.train.lifecycle import Method, Prepared, Run, Trained
-from knowtune.train.private import Budget, PrivacySettings, plan
+from knowtune.train.private import Budget, CanarySettings, PrivacySettings, plan
 from knowtune.train.replay import general_answers
 
 
 class TeachSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, AuditSettings, GenerationGroup,
-                    PrivacySettings):
+                    PrivacySettings, CanarySettings):
     DEFAULTS = {"epochs": 6, "learning_rate": 1e-3, "batch_size": 8}
     data: list[str] = Field(default_factory=list, description="Training data: Q&A, chat, prompt/completion, instruction or knowledge-pack files (JSONL, CSV, Parquet, YAML), and documents (.txt, .md, .html, .pdf files or folders of them).")
     method: Literal["lora", "full"] = Field("lora", description="lora: train small adapter matrices (fast, keeps the base intact); full: update every weight.")
