@@ -139,3 +139,20 @@ def test_scrub_refuses_files_whose_offsets_it_would_break(tmp_path):
     assert len(read_conll(conll)) == 1
     with scrubbing(True), pytest.raises(DataError, match="cannot scrub"):
         read_conll(conll)
+
+
+def test_documents_are_counted_by_line_and_scrubbed_as_chunks(tmp_path):
+    from knowtune.data.documents import chunk_documents
+    from knowtune.data.privacy import scrubbing
+    from knowtune.data.validate import pii_locations
+
+    doc = tmp_path / "handbook.md"
+    doc.write_text("# Support\n\nThe kettle descales in 14 minutes.\n\n## Escalation\n\n"
+                   f"Call {PLANTED['PERSON']} on {PLANTED['PHONE']} or write to {PLANTED['EMAIL']}.\n")
+    found = pii_locations([doc])
+    assert [(f.where, dict(f.counts)) for f in found] == [(f"{doc}:7", {"PERSON": 1, "PHONE": 1, "EMAIL": 1})]
+    with scrubbing(True) as counts:
+        chunks = chunk_documents([doc])
+    text = " ".join(c.text for c in chunks)
+    assert "<PERSON> on <PHONE> or write to <EMAIL>" in text and "14 minutes" in text
+    assert counts == {"PERSON": 1, "PHONE": 1, "EMAIL": 1}

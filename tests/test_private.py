@@ -242,3 +242,21 @@ def test_micro_batch_accumulates_gradients_to_the_batch(tmp_path):
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 8)
     args = training_args(TrainingArguments, TeachSettings(data=["x"], batch_size=8), tmp_path, 1000)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 1)
+
+
+def test_killed_dp_run_resumes_to_the_same_weights_and_budget(tiny_model, tmp_path, monkeypatch):
+    """A DP-SGD run killed after its first epoch's checkpoint resumes from it (weights, optimiser, the accountant's
+    history, the secret noise seed) and ends with the weights and epsilon of an uninterrupted run. The noise seed
+    is drawn from the OS for each run; the test fixes it (KNOWTUNE_DP_TEST_SEED) so that two runs can be compared.
+    A finished run keeps no checkpoint (they hold the seed)."""
+    from conftest import assert_kill_and_resume_match
+
+    monkeypatch.setenv("KNOWTUNE_DP_TEST_SEED", "12345")
+    data = _tickets(tmp_path / "tickets.jsonl", 200)
+    args = ["teach", str(data), "--model", str(tiny_model), "--epochs", "4", "--batch-size", "16", "--dp-epsilon", "8",
+            "--micro-batch", "4", "--replay-ratio", "0", "--unknown-questions", "0", "--bf16", "false", "--no-audit"]
+    assert_kill_and_resume_match(args, tmp_path / "straight", tmp_path / "killed", "adapter/adapter_model.safetensors",
+                                 marker="*/state.json")
+    a, b = (json.loads((tmp_path / r / "audit.json").read_text())["privacy"] for r in ("straight", "killed"))
+    assert a["epsilon"] == pytest.approx(b["epsilon"]) and a["steps"] == b["steps"]
+    assert not (tmp_path / "killed" / "checkpoints").exists() and "12345" not in (tmp_path / "killed" / "config.yaml").read_text()

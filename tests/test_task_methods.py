@@ -264,7 +264,8 @@ def test_dense_head_with_dp_sgd(task, data, tiny_model, tmp_path):
 
     out = tmp_path / "run"
     result = lifecycle.run(TaskMethod(), TaskSettings(**settings("head", task, data, tiny_model, out, dp_epsilon=8.0,
-                                                                 dp_delta=1e-3, batch_size=8, epochs=2)),
+                                                                 dp_delta=1e-3, batch_size=8, epochs=2,
+                                                                 eval=data[task])),
                            log=lambda *a: None)
     p = result.privacy
     assert p and 0 < p["epsilon"] <= 8.1 and p["records"] == len((out / "data" / "train.jsonl").read_text().splitlines())
@@ -277,5 +278,9 @@ def test_dense_head_with_dp_sgd(task, data, tiny_model, tmp_path):
     assert body and all(torch.equal(saved[k].float(), start[k].float()) for k in body)  # the LLM is untouched
     with pytest.raises(KnowtuneError, match="cannot train --method freeze"):
         lifecycle.run(TaskMethod(), TaskSettings(**settings("freeze", task, data, tiny_model, tmp_path / "r2",
+                                                            dp_epsilon=8.0, dp_delta=1e-3, eval=data[task])),
+                      log=lambda *a: None)
+    with pytest.raises(KnowtuneError, match="--eval FILE"):  # a held-out split chosen by the data is refused
+        lifecycle.run(TaskMethod(), TaskSettings(**settings("head", task, data, tiny_model, tmp_path / "r2",
                                                             dp_epsilon=8.0, dp_delta=1e-3)), log=lambda *a: None)
     assert not (tmp_path / "r2").exists()

@@ -147,11 +147,13 @@ def _by_comparison(ratings: list[dict]) -> dict[int, list[dict]]:
 
 def load_pairs(paths: list[str | Path]) -> list[Pair]:
     """Preference pairs from files ({"prompt", "chosen", "rejected"} rows), validated with line numbers."""
+    from knowtune.data.privacy import scrubbing
     from knowtune.data.validate import check_file
 
     pairs, errors = [], []
     for path in paths:
-        report = check_file(path, min_examples=1)
+        with scrubbing(False):  # the check only validates; the rows below are read (and scrubbed) once
+            report = check_file(path, min_examples=1)
         errors += report.errors
         if report.format not in (None, "preference"):
             raise DataError(f"{path} holds {report.format} data, not preference pairs.",

@@ -142,6 +142,8 @@ def read_unknowns(path: str) -> list[Probe]:
     import json
     from pathlib import Path
 
+    from knowtune.data.privacy import scrub_if_on
+
     probes, problems = [], []
     for i, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
@@ -154,7 +156,8 @@ def read_unknowns(path: str) -> list[Probe]:
         if not isinstance(q, str) or not q.strip():
             problems.append(f"{path}:{i}")
             continue
-        probes.append(Probe(None, "chat", [{"role": "user", "content": q.strip()}], "", [], "unknown", f"--unknowns {path}:{i}", "unknown"))
+        q = scrub_if_on(q.strip())  # --scrub-pii: as every reader does
+        probes.append(Probe(None, "chat", [{"role": "user", "content": q}], "", [], "unknown", f"--unknowns {path}:{i}", "unknown"))
     if problems or not probes:
         raise DataError(f"{path}: {len(problems)} line(s) are not a JSON object with a non-empty \"question\" "
                         f"({', '.join(problems[:5]) or 'the file is empty'}).",

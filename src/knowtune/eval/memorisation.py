@@ -106,7 +106,7 @@ def exposure(canary_loss: float, candidate_losses: list[float]) -> dict:
     return {"rank": rank, "exposure": by_rank, "exposure_fitted": fitted}
 
 
-def canary_exposures(model, tokenizer, canaries: list[Canary], candidates: int = 4095, seed: int = 0,
+def canary_exposures(model, tokenizer, canaries: list[Canary], candidates: int = 2047, seed: int = 0,
                      progress=None, batch_size: int = 512, cached: bool = True) -> list[dict]:
     """Each canary's exposure (see `exposure`), its secret ranked among `candidates` random secrets of the format.
 

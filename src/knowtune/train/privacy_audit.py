@@ -15,17 +15,19 @@ from pathlib import Path
 from knowtune.errors import KnowtuneError
 
 
-def audit_privacy(run_dir: str | Path, non_members: str | None = None, candidates: int = 4095,
+def audit_privacy(run_dir: str | Path, non_members: str | None = None, candidates: int = 2047,
                   max_records: int = 200, log=print) -> dict:
     import yaml
 
+    from knowtune.data.documents import is_document
     from knowtune.data.knowledge import prompt_key
     from knowtune.data.privacy import scrubbing
     from knowtune.data.validate import load_examples
     from knowtune.eval.memorisation import Canary, answer_losses, canary_exposures, membership_auc, summarise
     from knowtune.eval.report import write_reports
     from knowtune.io import read_jsonl, write_json
-    from knowtune.models import load_for_inference
+    from knowtune.models import load_for_answering
+    from knowtune.models.precision import answering_precision
     from knowtune.progress import phase
     from knowtune.train.lifecycle import validate_audit_file
     from knowtune.train.methods.teach import TeachSettings
@@ -46,27 +48,34 @@ def audit_privacy(run_dir: str | Path, non_members: str | None = None, candidate
                             "to measure.", fix="teach with --canaries N, or pass --non-members FILE (records of the "
                                                 "same kind the run never saw).")
     rng = random.Random(s.seed)
-    data_files = [d for d in s.data if not Path(d).is_dir() and Path(d).suffix.lower() not in {".txt", ".md", ".html", ".htm", ".pdf"}]
-    trained = {prompt_key(p["prompt"]) for f in read_jsonl(run_dir / "data" / "facts.jsonl")
-               for p in f["phrasings"] if p["split"] == "train"}  # the run's own split, as it was written
+    data_files = [d for d in s.data if not is_document(d)]
+    # which records the run trained, from its own split as it wrote it: DP-SGD trains every record; the record
+    # view all but the held-out phrasings; the other views the train split's
+    phrasings = [(prompt_key(p["prompt"]), p["split"]) for f in read_jsonl(run_dir / "data" / "facts.jsonl")
+                 for p in f["phrasings"]]
+    held = (set() if s.dp_epsilon else {k for k, split in phrasings if split == "test"} if "record" in s.views
+            else {k for k, split in phrasings if split != "train"})
     with scrubbing(s.scrub_pii):  # the records as the run read them
         examples = load_examples(data_files)[0] if data_files else []
         others = load_examples([non_members], min_examples=1)[0] if non_members else []
-    members = [ex for ex in examples if prompt_key(ex.prompt) in trained]
+    members = [ex for ex in examples if prompt_key(ex.prompt) not in held and not ex.pinned_test]
+    taught = {prompt_key(ex.prompt) for ex in members}
+    others = [ex for ex in others if prompt_key(ex.prompt) not in taught]  # a non-member must not have been trained
     members = rng.sample(members, min(max_records, len(members)))
     others = rng.sample(others, min(max_records, len(others)))
-    model, tokenizer = load_for_inference(str(run_dir), log=log)
+    model, tokenizer = load_for_answering(str(run_dir), log=log)  # as ask answers: bf16 where that runs fast
     exposures, auc = [], None
-    if canaries:
-        with phase(f"Ranking {len(canaries)} canaries among {candidates:,} candidates each", total=len(canaries) * (candidates + 1),
-                   unit="text") as advance:
-            exposures = canary_exposures(model, tokenizer, canaries, candidates, s.seed, progress=advance)
-    if others and members:
-        rows = lambda exs: [(ex.style, ex.prompt, ex.answer) for ex in exs]
-        with phase("Membership inference: loss on training and unseen records", total=len(members) + len(others),
-                   unit="record") as advance:
-            auc = membership_auc(answer_losses(model, tokenizer, rows(members), progress=advance),
-                                 answer_losses(model, tokenizer, rows(others), progress=advance))
+    with answering_precision(model):
+        if canaries:
+            with phase(f"Ranking {len(canaries)} canaries among {candidates:,} candidates each",
+                       total=len(canaries) * (candidates + 1), unit="text") as advance:
+                exposures = canary_exposures(model, tokenizer, canaries, candidates, s.seed, progress=advance)
+        if others and members:
+            rows = lambda exs: [(ex.style, ex.prompt, ex.answer) for ex in exs]  # noqa: E731
+            with phase("Membership inference: loss on training and unseen records", total=len(members) + len(others),
+                       unit="record") as advance:
+                auc = membership_auc(answer_losses(model, tokenizer, rows(members), progress=advance),
+                                     answer_losses(model, tokenizer, rows(others), progress=advance))
     m = summarise(exposures, auc, len(members), len(others), candidates)
     audit["memorisation"] = m
     validate_audit_file(audit)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -53,32 +55,35 @@ class Budget:
     sample_rate: float
     max_grad_norm: float
     accountant: str
-    records: int  # the training rows the guarantee is over (one per record)
+    records: int  # the private records the guarantee is about (one training row each)
     epochs: int
     steps: int  # logical batches
     epsilon: float | None = None  # spent, after training
     unit: str = "record"
+    rows: int = 0  # all training rows sampled from: the records and public rows (replay answers, canaries)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def plan(s, rows: int, epochs: int, what: str = "records") -> Budget:
-    """The noise multiplier for the target epsilon over `rows` training rows; refuses settings whose guarantee
-    would be meaningless or unreachable. Raises KnowtuneError before any training."""
+def plan(s, rows: int, epochs: int, what: str = "records", units: int | None = None) -> Budget:
+    """The noise multiplier for the target epsilon over `rows` training rows, of which `units` (default all) are
+    the private records the guarantee is about (the rest public: replay answers, canaries); delta is judged
+    against them. Refuses settings whose guarantee would be meaningless or unreachable, before any training."""
     try:
         from opacus.accountants.utils import get_noise_multiplier
     except ImportError:
         raise KnowtuneError("--dp-epsilon needs Opacus, which is not installed.",
                             fix="pip install 'knowtune[dp]' (or pip install opacus).") from None
-    if rows < 2:
-        raise KnowtuneError(f"DP-SGD needs training {what}; got {rows}.", fix="add data.")
-    delta = s.dp_delta if s.dp_delta is not None else min(1e-5, 1 / rows ** 1.1)
-    if delta >= 1 / rows:
+    n = units if units is not None else rows
+    if n < 2:
+        raise KnowtuneError(f"DP-SGD needs training {what}; got {n}.", fix="add data.")
+    delta = s.dp_delta if s.dp_delta is not None else min(1e-5, 1 / n ** 1.1)
+    if delta >= 1 / n:
         raise KnowtuneError(
-            f"--dp-delta {delta:g} is not below 1/N = {1 / rows:.2g} for N = {rows:,} training {what}: with such a "
+            f"--dp-delta {delta:g} is not below 1/N = {1 / n:.2g} for N = {n:,} training {what}: with such a "
             "delta, publishing one whole record at random would satisfy the guarantee.",
-            fix=f"use --dp-delta {min(1e-5, 1 / rows ** 1.1):.2g} or smaller (or leave it out for that default).")
+            fix=f"use --dp-delta {min(1e-5, 1 / n ** 1.1):.2g} or smaller (or leave it out for that default).")
     if s.batch_size >= rows:
         raise KnowtuneError(f"--batch-size {s.batch_size} is not below the {rows:,} training {what}: every step would "
                             "see every record, and sampling would give no privacy amplification.",
@@ -98,8 +103,8 @@ def plan(s, rows: int, epochs: int, what: str = "records") -> Budget:
             f"epsilon {s.dp_epsilon:g} with {rows:,} training {what}, batch size {s.batch_size} and {epochs} epoch(s) "
             f"needs noise {sigma:.0f}x the clipping norm on every step: training would learn nothing.",
             fix="raise --dp-epsilon, train fewer epochs, or add data (DP-SGD learns from many records, not few).")
-    return Budget(s.dp_epsilon, delta, sigma, sample_rate, s.dp_max_grad_norm, s.dp_accountant, rows, epochs,
-                  steps_per_epoch * epochs)
+    return Budget(s.dp_epsilon, delta, sigma, sample_rate, s.dp_max_grad_norm, s.dp_accountant, n, epochs,
+                  steps_per_epoch * epochs, rows=rows)
 
 
 def check_wrappable(model) -> None:
@@ -120,7 +125,7 @@ def check_wrappable(model) -> None:
 
 
 def make_private(model, optimizer, loader, noise_multiplier: float, max_grad_norm: float, accountant: str = "prv",
-                 poisson: bool = True):
+                 poisson: bool = True):  # poisson=False: only for the test that compares one step with plain SGD
     """(model, optimizer, loader, engine) wrapped by Opacus: per-sample gradients by hooks on the trainable
     modules. The model must already be in its final form (peft applied, on its device): Opacus hooks the
     modules it sees now, and weights created later would train silently wrong (opacus issue 820)."""
@@ -133,13 +138,18 @@ def make_private(model, optimizer, loader, noise_multiplier: float, max_grad_nor
     return model, optimizer, loader, engine
 
 
-def dp_step(model, optimizer, batch: dict, loss_fn: Callable) -> float | None:
+def dp_step(model, optimizer, batch, loss_fn: Callable, params=()) -> float | None:
     """One physical batch: per-record losses, their mean backwards (Opacus turns it into per-record gradients),
     and the optimiser's step (Opacus clips, adds noise and updates only at the end of the logical batch).
-    Returns the mean loss, or None for an empty batch."""
+    An empty Poisson sample still takes its step: zero per-record gradients, the noise added and the step
+    accounted by Opacus as any other (`params`: the trainable weights). Returns the mean loss, None when empty."""
     import torch
 
-    if batch["input_ids"].shape[0] == 0:
+    if not isinstance(batch, dict) or batch["input_ids"].shape[0] == 0:
+        for p in params:
+            p.grad_sample = torch.zeros(0, *p.shape, dtype=p.dtype, device=p.device)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         return None
     losses = loss_fn(model, batch)
     loss = losses.mean()
@@ -163,26 +173,31 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
     model.train()
     check_wrappable(model)
     optimizer = make_optimizer(model)
-    loader = DataLoader(rows, batch_size=s.batch_size, collate_fn=collate, shuffle=False)
+    # the loader draws row indices (a dataset of 1-tuples of tensors: Opacus builds an empty Poisson sample's
+    # shape from it), the collate turns them into the rows' batch
+    indices = [(torch.tensor(i),) for i in range(len(rows))]
+    loader = DataLoader(indices, batch_size=s.batch_size, shuffle=False,
+                        collate_fn=lambda b: collate([rows[int(i[0])] for i in b]))
     dp_model, dp_opt, dp_loader, engine = make_private(model, optimizer, loader, budget.noise_multiplier,
                                                        budget.max_grad_norm, budget.accountant)
-    start_epoch, step = _resume(run, model, dp_opt, engine, trainable)
+    start_epoch, step, secret = _resume(run, model, dp_opt, engine, trainable)
+    params = list(trainable(model).values())
     log = open(run.metrics, "a", encoding="utf-8")
     try:
         with phase("Training with DP-SGD", total=budget.steps, unit="step") as advance:
             advance(step)
             for epoch in range(start_epoch, budget.epochs):
-                torch.manual_seed(s.seed * 1000 + epoch)  # this epoch's sampling and noise: the same after --resume
-                random.seed(s.seed * 1000 + epoch)
+                # this epoch's sampling and noise come from a secret seed (drawn from the OS for the run, kept
+                # only in the checkpoints, which are removed at the end): the same after --resume, and never
+                # reproducible from config.yaml's public seed
+                torch.manual_seed(secret + epoch)
+                random.seed(secret + epoch)
                 losses = []
                 with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=s.micro_batch or 8,
                                         optimizer=dp_opt) as batches:
                     for batch in batches:
-                        loss = dp_step(dp_model, dp_opt, batch, loss_fn)
-                        if loss is None:  # an empty Poisson sample: the step still counts against the budget
-                            engine.accountant.step(noise_multiplier=budget.noise_multiplier,
-                                                   sample_rate=budget.sample_rate)
-                        else:
+                        loss = dp_step(dp_model, dp_opt, batch, loss_fn, params)
+                        if loss is not None:
                             losses.append(loss)
                         if not dp_opt._is_last_step_skipped:
                             step += 1
@@ -194,13 +209,13 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
                 log.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
                                       "epsilon": eps}) + "\n")
                 log.flush()
-                _checkpoint(run, epoch + 1, step, model, dp_opt, engine, trainable)
+                _checkpoint(run, epoch + 1, step, model, dp_opt, engine, trainable, secret)
     finally:
         log.close()
     budget.epsilon = engine.get_epsilon(budget.delta)
     budget.steps = step
-    engine.detach() if hasattr(engine, "detach") else None
     _unwrap(dp_model)
+    shutil.rmtree(run.checkpoints, ignore_errors=True)  # they hold the noise's seed: a finished run keeps none
     return budget
 
 
@@ -211,11 +226,9 @@ def _unwrap(dp_model) -> None:
         remove()
 
 
-def _checkpoint(run, epoch: int, step: int, model, optimizer, engine, trainable) -> None:
+def _checkpoint(run, epoch: int, step: int, model, optimizer, engine, trainable, secret: int) -> None:
     """checkpoints/checkpoint-<step>/: the trainable weights (safetensors), the optimiser's state, the
     accountant's history and the epoch; state.json last (a checkpoint without it is incomplete)."""
-    import shutil
-
     import torch
     from safetensors.torch import save_file
 
@@ -226,7 +239,7 @@ def _checkpoint(run, epoch: int, step: int, model, optimizer, engine, trainable)
     save_file({n: p.detach().contiguous().cpu() for n, p in trainable(model).items()}, str(tmp / "trainable.safetensors"))
     torch.save(optimizer.original_optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "accountant.json").write_text(json.dumps(engine.accountant.history))
-    (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step}))
+    (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step, "secret_seed": secret}))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     for old in run.checkpoints.glob("checkpoint-*"):  # the newest is all a resume needs
@@ -234,12 +247,19 @@ def _checkpoint(run, epoch: int, step: int, model, optimizer, engine, trainable)
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _resume(run, model, optimizer, engine, trainable) -> tuple[int, int]:
-    """(epoch, step) to continue from: the last complete checkpoint's, its weights, optimiser and accountant
-    restored; (0, 0) without one."""
+TEST_SEED_VARIABLE = "KNOWTUNE_DP_TEST_SEED"  # tests only: a fixed noise seed, so two runs can be compared
+
+
+def _resume(run, model, optimizer, engine, trainable) -> tuple[int, int, int]:
+    """(epoch, step, secret seed) to continue from: the last complete checkpoint's, its weights, optimiser and
+    accountant restored; without one, the start and a new secret seed from the operating system."""
     ckpt = run.checkpoint()
     if not ckpt:
-        return 0, 0
+        fixed = os.environ.get(TEST_SEED_VARIABLE)
+        if fixed:
+            run.log(f"{TEST_SEED_VARIABLE} is set: the DP noise is reproducible, so this run's guarantee is void "
+                    "(for tests only).")
+        return 0, 0, int(fixed) if fixed else int.from_bytes(os.urandom(6), "big")
     import torch
     from safetensors.torch import load_file
 
@@ -256,4 +276,4 @@ def _resume(run, model, optimizer, engine, trainable) -> tuple[int, int]:
     optimizer.original_optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
     engine.accountant.history = [tuple(h) for h in json.loads((ckpt / "accountant.json").read_text())]
     state = json.loads((ckpt / "state.json").read_text())
-    return state["epoch"], state["step"]
+    return state["epoch"], state["step"], state["secret_seed"]

@@ -141,7 +141,10 @@ class KTO(DPO):
 
 
 def load_kto_rows(paths: list[str]) -> list[dict]:
-    """KTO rows {prompt, completion, label: bool} from files holding either KTO labels or preference pairs."""
+    """KTO rows {prompt, completion, label: bool} from files holding either KTO labels or preference pairs
+    (scrubbed under --scrub-pii, as every reader does)."""
+    from knowtune.data.privacy import scrub_if_on
+
     rows, problems = [], []
     for path in paths:
         if not Path(path).exists():
@@ -157,7 +160,7 @@ def load_kto_rows(paths: list[str]) -> list[dict]:
                     and isinstance(obj.get("label"), bool)):
                 problems.append(f"{path}:{i}: needs \"prompt\" and \"completion\" strings and a true/false \"label\"")
                 continue
-            rows.append({"prompt": obj["prompt"], "completion": obj["completion"], "label": obj["label"]})
+            rows.append(scrub_if_on({"prompt": obj["prompt"], "completion": obj["completion"], "label": obj["label"]}))
     if problems:
         raise DataError(f"{len(problems)} bad KTO line(s):\n" + "\n".join(problems[:20]),
                         fix="fix them (`knowtune feedback export kto` writes this format).")

@@ -76,13 +76,14 @@ def replay_answers(s: PPOSettings, model, tokenizer, run_dir: Path) -> list[dict
 
 def load_prompts(paths: list[str]) -> list[str]:
     from knowtune.data.preference import parse_prompt_lines
+    from knowtune.data.privacy import scrub_if_on
 
     out: list[str] = []
     for path in paths:
         if not Path(path).exists():
             raise KnowtuneError(f"{path}: no such file.", fix="check the --prompts path.")
         out += [r["prompt"] for r in parse_prompt_lines(Path(path).read_text(encoding="utf-8-sig"), path)]
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(scrub_if_on(p) for p in out))  # --scrub-pii: each prompt is a record
 
 
 @dataclass

@@ -121,8 +121,8 @@ def prepare_task(s: TaskSettings) -> TaskData:
         rest, test = split(examples, s.test_fraction, s.seed)
     if s.dev:
         train, dev = rest, task.read(s.dev)
-    else:
-        train, dev = split(rest, s.dev_fraction, s.seed + 1)
+    else:  # DP-SGD trains every example given (no early stopping, nothing held out by the data)
+        train, dev = split(rest, 0 if s.dp_epsilon else s.dev_fraction, s.seed + 1)
     notes = []
     if s.max_train_examples and s.max_train_examples < len(train):
         notes.append(f"trained on a seeded sample of {s.max_train_examples:,} of {len(train):,} examples")
@@ -178,6 +178,13 @@ class TaskMethod(Method):
     loaded: tuple | None = None  # (run folder, TaskModel) of the after-audit
 
     def prepare(self, s: TaskSettings, log) -> Prepared:
+        if s.dp_epsilon and not s.eval:
+            raise KnowtuneError("Under --dp-epsilon the test set must be its own file: holding out part of the "
+                                "training data is a choice the data makes, which the privacy accountant does not see.",
+                                fix="give the test examples with --eval FILE.")
+        if s.dp_epsilon and s.max_train_examples:
+            raise KnowtuneError("--max-train-examples samples the training data, a choice the privacy accountant "
+                                "does not see.", fix="leave it out with --dp-epsilon (subsample the file yourself).")
         d = prepare_task(s)
         if s.dp_epsilon:
             if s.method != "head":

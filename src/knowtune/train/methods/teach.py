@@ -117,19 +117,37 @@ def prepare_knowledge(s: TeachSettings, log=print) -> Knowledge:
 
         k.canaries = make_canaries(s.seed, s.canary_repeats, s.canaries)
     if s.dp_epsilon:
-        k.records = private_records(examples, facts, s) + doc_items
-        copies = sum(c.repeats for c in k.canaries)
-        k.budget = plan(s, len(k.records) + copies + round(s.replay_ratio * len(k.records)), s.epochs)
-        log(f"DP-SGD: {len(k.records)} records trained as written, one privacy unit each (no augmented views: a view "
-            f"made from several records would break the per-record guarantee); noise multiplier "
-            f"{k.budget.noise_multiplier:.3f} for epsilon {s.dp_epsilon:g} at delta {k.budget.delta:.2g}; "
-            f"{s.epochs} epochs, no early stopping (choosing an epoch by the data is not accounted for).")
+        private_knowledge(k, examples, facts, s, log)
     return k
 
 
-def private_records(examples, facts: list[knowledge.Fact], s: TeachSettings) -> list[augment.TrainItem]:
+def private_knowledge(k: Knowledge, examples, facts, s: TeachSettings, log) -> None:
+    """DP-SGD's data: every record trained as written, one row each; the held-out questions only from --probes
+    (holding out a record's question would be a choice the data makes, which the accountant does not see); no
+    dev probes (no early stopping); the budget over the records."""
+    from knowtune.errors import DataError
+
+    if k.chunks:
+        raise DataError("--dp-epsilon cannot train documents: a document is cut into many chunks, and the privacy "
+                        "unit would be a chunk, not the document.",
+                        fix="train documents without --dp-epsilon, or give their facts as Q&A records.")
+    k.records = private_records(examples, s)
+    k.test = [p for p in k.test if p.origin == "probe-file"]
+    k.dev = []
+    knowledge.assert_no_leak([it.prompt for it in k.records], k.test + k.unknowns)
+    copies = sum(c.repeats for c in k.canaries)
+    rows = len(k.records) + copies + round(s.replay_ratio * len(k.records))
+    k.budget = plan(s, rows, s.epochs, units=len(k.records))
+    log(f"DP-SGD: {len(k.records)} records trained as written, one privacy unit each (no augmented views: a view "
+        f"made from several records would break the per-record guarantee); held-out questions from --probes only "
+        f"({len(k.test)}); noise multiplier {k.budget.noise_multiplier:.3f} for epsilon {s.dp_epsilon:g} at delta "
+        f"{k.budget.delta:.2g}; {s.epochs} epochs, no early stopping (choosing an epoch by the data is not accounted "
+        "for).")
+
+
+def private_records(examples, s: TeachSettings) -> list[augment.TrainItem]:
     """DP-SGD's training rows: each record's own question and answer, one row per record (a record is one line
-    of a data file), for records whose phrasing is in the train split. Refuses, naming file and line, a record
+    of a data file), every record but those the user marked held out. Refuses, naming file and line, a record
     that holds several examples (one privacy unit must be one row) or one longer than --max-length."""
     from knowtune.errors import DataError
     from knowtune.eval.generate import token_counter
@@ -142,27 +160,31 @@ def private_records(examples, facts: list[knowledge.Fact], s: TeachSettings) -> 
         raise DataError.listing("data for DP-SGD", several,
                                 fix="under --dp-epsilon each record is one privacy unit and must be one question and "
                                     "answer: give each its own line, or train without --dp-epsilon.")
-    items = record_items(examples, facts)
+    kept = [ex for ex in examples if not ex.pinned_test]
     count, how = token_counter(s.model)
-    long = [f"{it.origin[len('record:'):]}: {n} tokens ({how})" for it, ex in zip(items, trained_examples(examples, facts))
-            if (n := count(ex)) > s.max_length]
+    long = [f"{ex.source}: {n} tokens ({how})" for ex in kept if (n := count(ex)) > s.max_length]
     if long:
         raise DataError.listing(f"data for DP-SGD (records longer than --max-length {s.max_length})", long,
                                 fix="under --dp-epsilon a record is one privacy unit and cannot be truncated or split "
                                     "across rows: raise --max-length, or shorten those records.")
-    return items
+    return [record_item(ex) for ex in kept]
 
 
 def trained_examples(examples, facts: list[knowledge.Fact]) -> list:
-    """The examples whose question is in the train split (not dev, not held out), in file order."""
-    train = {knowledge.prompt_key(p.prompt) for f in facts for p in f.split("train")}
-    return [ex for ex in examples if knowledge.prompt_key(ex.prompt) in train and not ex.pinned_test]
+    """The examples a `record` view trains: every one whose question is not held out (train and dev phrasings;
+    with --test-fraction 0, every record, as DP-SGD trains them), in file order."""
+    held = {knowledge.prompt_key(p.prompt) for f in facts for p in f.split("test")}
+    return [ex for ex in examples if knowledge.prompt_key(ex.prompt) not in held and not ex.pinned_test]
+
+
+def record_item(ex) -> augment.TrainItem:
+    """One record's question and answer as written: one training row."""
+    return augment.TrainItem(ex.style, ex.prompt, ex.answer, f"record:{ex.source}", "record")
 
 
 def record_items(examples, facts: list[knowledge.Fact]) -> list[augment.TrainItem]:
     """The `record` view: each trained example's question and answer as written, one row each."""
-    return [augment.TrainItem(ex.style, ex.prompt, ex.answer, f"record:{ex.source}", "record")
-            for ex in trained_examples(examples, facts)]
+    return [record_item(ex) for ex in trained_examples(examples, facts)]
 
 
 def document_facts(chunks, s: TeachSettings, log) -> list[knowledge.Fact]:
