@@ -260,3 +260,21 @@ def test_killed_dp_run_resumes_to_the_same_weights_and_budget(tiny_model, tmp_pa
     a, b = (json.loads((tmp_path / r / "audit.json").read_text())["privacy"] for r in ("straight", "killed"))
     assert a["epsilon"] == pytest.approx(b["epsilon"]) and a["steps"] == b["steps"]
     assert not (tmp_path / "killed" / "checkpoints").exists() and "12345" not in (tmp_path / "killed" / "config.yaml").read_text()
+
+
+def test_an_empty_poisson_sample_still_takes_a_noisy_accounted_step(tiny_model):
+    """An empty logical batch (Poisson sampling can draw none) is a step like any other: noise is added to the
+    weights and the accountant counts it (skipping it would reveal that the sample was empty)."""
+    from torch.utils.data import DataLoader
+
+    from knowtune.train.private import dp_step, make_private
+
+    model = _lora_model(tiny_model)
+    params = list(_trainable(model).values())
+    before = [p.detach().clone() for p in params]
+    loader = DataLoader([(torch.tensor(i),) for i in range(4)], batch_size=2)
+    _, dp_opt, _, engine = make_private(model, torch.optim.SGD(params, lr=0.1), loader, noise_multiplier=1.0,
+                                        max_grad_norm=1.0)
+    assert dp_step(model, dp_opt, [], lambda *a: None, params) is None
+    assert len(engine.accountant.history) == 1 and engine.accountant.history[0][2] == 1
+    assert all(not torch.equal(p, b) for p, b in zip(params, before))

@@ -143,9 +143,9 @@ def canary_exposures(model, tokenizer, canaries: list[Canary], candidates: int =
                 losses = []
                 for start in range(0, len(seqs), batch_size):
                     rest = ids[start:start + batch_size, shared:]  # (B, L): the secret and what follows it
-                    cache = copy.deepcopy(first.past_key_values)
+                    cache = copy.deepcopy(first.cache)
                     cache.batch_repeat_interleave(rest.shape[0])
-                    logits = model(input_ids=rest, past_key_values=cache, use_cache=True,
+                    logits = model(input_ids=rest, cache=cache, use_cache=True,
                                    attention_mask=torch.ones(rest.shape[0], ids.shape[1], dtype=torch.long)).logits
                     logits = torch.cat([first.logits[:, -1:].expand(rest.shape[0], -1, -1), logits[:, :-1]], dim=1)
                     nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), rest, reduction="none")

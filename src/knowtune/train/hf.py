@@ -20,6 +20,10 @@ def training_args(config_cls, s, run_dir, n_examples: int, evaluate: bool = Fals
 
     steps_per_epoch = math.ceil(n_examples / s.batch_size)
     micro = min(s.micro_batch or s.batch_size, s.batch_size)  # rows per pass; the rest is gradient accumulation
+    if s.batch_size % micro:
+        raise KnowtuneError(f"--micro-batch {micro} does not divide --batch-size {s.batch_size}: the batch would "
+                            f"become {math.ceil(s.batch_size / micro) * micro}.",
+                            fix="choose a micro-batch that divides the batch size.")
     total = s.max_steps if s.max_steps > 0 else steps_per_epoch * s.epochs
     every = s.checkpoint_every
     return config_cls(
