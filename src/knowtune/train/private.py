@@ -159,8 +159,13 @@ def dp_step(model, optimizer, batch, loss_fn: Callable, params=()) -> float | No
     return float(loss.detach()) if torch.isfinite(loss) else float("nan")
 
 
+def trainable_weights(model) -> dict:
+    """{name: parameter} of what trains (what a DP checkpoint saves)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
 def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable, s, run, budget: Budget,
-                  make_optimizer: Callable, trainable: Callable) -> Budget:
+                  make_optimizer: Callable, trainable: Callable = trainable_weights) -> Budget:
     """Train `model` with DP-SGD for budget.epochs over `rows` (one row per record); checkpoints after each epoch
     under run.checkpoints; returns the budget with the epsilon spent. `make_optimizer(model)` builds the plain
     optimiser; `trainable(model)` gives {name: parameter} of what trains (saved in checkpoints)."""

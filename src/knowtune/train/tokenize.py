@@ -37,3 +37,10 @@ def encode_all(tokenizer, items: list[TrainItem], max_length: int):
     rows = [encode(tokenizer, it, max_length) for it in items]
     rows = [r for r in rows if any(r["completion_mask"])]  # nothing to learn when truncation ate the answer
     return Dataset.from_list(rows)
+
+
+def encode_labelled(tokenizer, item: TrainItem, max_length: int) -> dict:
+    """`encode`'s row as a Trainer-style row: labels are the answer's tokens, -100 on the prompt."""
+    r = encode(tokenizer, item, max_length)
+    return {"input_ids": r["input_ids"],
+            "labels": [t if m else -100 for t, m in zip(r["input_ids"], r["completion_mask"])]}

@@ -77,16 +77,11 @@ def encode_example(task: Task, ex: Example, tokenizer, labels: list[str], max_le
             tags[pos] = labels.index(tag)
         return [{"input_ids": ids, "labels": tags}]
     from knowtune.data.augment import TrainItem
-    from knowtune.train.tokenize import encode
+    from knowtune.train.tokenize import encode_labelled
 
-    rows = []
-    for target in task.targets(ex):
-        r = encode(tokenizer, TrainItem("chat", chat_prompt(task, ex, opts, tokenizer, max_length), target, "task"),
-                   max_length + ROOM)
-        if any(r["completion_mask"]):
-            rows.append({"input_ids": r["input_ids"],
-                         "labels": [t if m else -100 for t, m in zip(r["input_ids"], r["completion_mask"])]})
-    return rows
+    rows = [encode_labelled(tokenizer, TrainItem("chat", chat_prompt(task, ex, opts, tokenizer, max_length), target,
+                                                 "task"), max_length + ROOM) for target in task.targets(ex)]
+    return [r for r in rows if any(t != -100 for t in r["labels"])]
 
 
 def collate(rows: list[dict], pad_id: int, multiple: int | None = 16) -> dict:

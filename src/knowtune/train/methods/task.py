@@ -265,9 +265,8 @@ class TaskMethod(Method):
             losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")  # (B, T)
             return losses.sum(1) / (labels != -100).sum(1).clamp(min=1)
 
-        trainable = lambda m: {n: p for n, p in m.named_parameters() if p.requires_grad}  # noqa: E731
         budget = train_private(model, rows, lambda b: collate(b, tokenizer.pad_token_id), per_example, s, run,
-                               d.budget, lambda m: make_optimizer(groups, s), trainable)
+                               d.budget, lambda m: make_optimizer(groups, s))
         run.log(privacy_sentence(budget.to_json()))
         return Trained("task", (model, tokenizer), budget.steps, float(budget.epochs),
                        extra_files=lambda tmp: write_json(tmp / "labels.json", d.labels), privacy=budget.to_json(),

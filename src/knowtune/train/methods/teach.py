@@ -267,25 +267,19 @@ def train_teach_private(s: TeachSettings, model, tokenizer, items, budget: Budge
     """LoRA trained with DP-SGD (`train/private.py`) on one row per record, loss on the answers."""
     from peft import get_peft_model
 
-    from knowtune.train.classic.predict import collate
-    from knowtune.train.hf import cpu_training_attention, lora_config
     from knowtune.eval.loss import label_only_loss
-    from knowtune.train.optim import decay_groups, make_optimizer
     from knowtune.eval.report import privacy_sentence
-    from knowtune.train.private import train_private
-    from knowtune.train.tokenize import encode
+    from knowtune.train.classic.predict import collate
+    from knowtune.train.optim import decay_groups, make_optimizer
+    from knowtune.train.private import trainable_weights, train_private
+    from knowtune.train.tokenize import encode_labelled
 
     cpu_training_attention(model)
     model = get_peft_model(model, lora_config(s))  # before Opacus hooks the modules (opacus issue 820)
-    rows = []
-    for it in items:
-        r = encode(tokenizer, it, s.max_length)
-        rows.append({"input_ids": r["input_ids"],
-                     "labels": [t if m else -100 for t, m in zip(r["input_ids"], r["completion_mask"])]})
-    trainable = lambda m: {n: p for n, p in m.named_parameters() if p.requires_grad}
+    rows = [encode_labelled(tokenizer, it, s.max_length) for it in items]
     budget = train_private(model, rows, lambda b: collate(b, tokenizer.pad_token_id, PAD_TO),
                            lambda _m, batch: label_only_loss(model, batch, per_row=True), s, run, budget,
-                           lambda m: make_optimizer(decay_groups(trainable(m).items(), s.weight_decay), s), trainable)
+                           lambda m: make_optimizer(decay_groups(trainable_weights(m).items(), s.weight_decay), s))
     run.log(privacy_sentence(budget.to_json()))
     return Trained("adapter", (model, tokenizer), budget.steps, float(budget.epochs), privacy=budget.to_json())
 
