@@ -278,3 +278,17 @@ def test_an_empty_poisson_sample_still_takes_a_noisy_accounted_step(tiny_model):
     assert dp_step(model, dp_opt, [], lambda *a: None, params) is None
     assert len(engine.accountant.history) == 1 and engine.accountant.history[0][2] == 1
     assert all(not torch.equal(p, b) for p, b in zip(params, before))
+
+
+def test_dp_refuses_a_trainable_output_layer(tiny_model):
+    """The answer-only loss projects single tokens through lm_head: Opacus would clip per token, not per record."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from knowtune.train.private import check_wrappable
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "lm_head"]))
+    model.train()
+    with pytest.raises(KnowtuneError, match="clip per token"):
+        check_wrappable(model)

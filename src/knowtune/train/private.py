@@ -114,6 +114,8 @@ def check_wrappable(model) -> None:
 
     errors = ModuleValidator.validate(model, strict=False)
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    errors += [f"{n} trains, and the loss projects single answer tokens through it: Opacus would clip per token, "
+               "not per record" for n, p in model.named_parameters() if p.requires_grad and "lm_head" in n]
     seen: dict[int, str] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         if id(p) in trainable and id(p) in seen:
