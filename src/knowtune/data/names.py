@@ -81,7 +81,7 @@ MONTHS_DAYS = {"January", "February", "March", "April", "May", "June", "July", "
 NOT_NAMES = {  # capitalised words that are never a name: greetings, roles, job titles, field labels, couriers
     "Hi", "Hello", "Hey", "Dear", "Thanks", "Thank", "Cheers", "Regards", "Best", "Kind", "Warm", "Sincerely",
     "Prof", "Mx", "Mr", "Mrs", "Ms", "Miss", "Dr", "Sir", "Dame", "Lord", "Lady", "Rev", "Revd", "Fr", "Jr", "Sr",
-    "Team", "Support", "Customer", "Client", "Sir", "Madam", "Mr", "Mrs", "Ms", "Dr", "Please", "Yes", "No", "Ok",
+    "Team", "Support", "Customer", "Client", "Madam", "Please", "Yes", "No", "Ok",
     "Okay", "Order", "Invoice", "Ticket", "Account", "Today", "Tomorrow", "Yesterday", "Morning", "Afternoon",
     "Evening", "Night", "Update", "Note", "Notes", "Subject", "Re", "Fwd", "Dept", "Department", "Admin", "User",
     "Guest", "Everyone", "All", "Folks", "There", "Again", "Soon", "Great", "Good", "Sorry", "Hope", "Happy",
@@ -93,10 +93,10 @@ NOT_NAMES = {  # capitalised words that are never a name: greetings, roles, job 
     "Billing", "Shipping", "Delivery", "Remote", "Status", "Priority", "Summary", "Left", "Right", "Renewal",
     "Signed", "Chat", "Visitor", "Bot", "System", "Server", "Prod", "Staging", "Release", "Version", "Build",
     "API", "IBAN", "BIC", "SSN", "VAT", "PO", "SKU", "USPS", "UPS", "DHL", "FedEx", "Evri", "Hermes", "Royal",
-    "Mail", "Post", "Amazon", "Google", "Microsoft", "Apple", "Slack", "Teams", "Zoom", "GitHub", "Jira", "Monday",
-    "Dept", "HR", "IT", "Q1", "Q2", "Q3", "Q4", "Tech", "Technical", "Service", "Services", "Help", "Helpdesk",
+    "Mail", "Post", "Amazon", "Google", "Microsoft", "Apple", "Slack", "Teams", "Zoom", "GitHub", "Jira",
+    "HR", "IT", "Q1", "Q2", "Q3", "Q4", "Tech", "Technical", "Service", "Services", "Help", "Helpdesk",
     "Sent", "Items", "Item", "Subtotal", "Total", "Payroll", "Pt", "Ext", "Date", "Practice", "Medical", "Surgery",
-    "Pharmacy", "Dental", "Koninklijke", "Royal", "Unfortunately", "Fortunately", "Hopefully", "Meanwhile",
+    "Pharmacy", "Dental", "Koninklijke", "Unfortunately", "Fortunately", "Hopefully", "Meanwhile",
     "Additionally", "Finally", "However", "Therefore", "Otherwise", "Currently", "Apparently", "Actually",
     "Basically", "Honestly", "Sadly", "Luckily", "Thankfully", "Regarding", "Following", "Attached", "Kindly"}
 CONTRACTION = re.compile(r"^[A-Z][a-z]*['’](?:m|s|re|ll|ve|d)$")  # I'm, It's, We're: not names, often cues
@@ -106,9 +106,8 @@ PARTICLES = {"van", "von", "de", "der", "den", "del", "della", "di", "da", "dos"
 
 
 @lru_cache(maxsize=1)
-def _name_lists() -> tuple[frozenset, frozenset, frozenset]:
-    """(first names, last names, words that are never names): the person lists of Faker's locales, and English
-    function words, months, days, greetings, job titles and field labels."""
+def _listed_names() -> tuple[frozenset, frozenset]:
+    """(first names, last names): the person lists of Faker's locales, as they are (April, Hope and Will too)."""
     import importlib
 
     first, last = set(), set()
@@ -120,20 +119,24 @@ def _name_lists() -> tuple[frozenset, frozenset, frozenset]:
         for attr in ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary"):
             first |= set(getattr(provider, attr, ()) or ())
         last |= set(getattr(provider, "last_names", ()) or ())
+    return frozenset(first), frozenset(last)
+
+
+@lru_cache(maxsize=1)
+def _name_lists() -> tuple[frozenset, frozenset, frozenset]:
+    """(first names, last names, words that are never names): the listed names without English function words,
+    months, days, greetings, job titles and field labels, and those words."""
     from spacy.lang.en.stop_words import STOP_WORDS
 
+    first, last = _listed_names()
     never = {w.capitalize() for w in STOP_WORDS} | NOT_NAMES | MONTHS_DAYS
-    _RAW_NAMES.update(first=frozenset(first), last=frozenset(last))
     return frozenset(first - never), frozenset(last - never), frozenset(never)
-
-
-_RAW_NAMES: dict[str, frozenset] = {}  # the lists before common words were taken out (April, Hope, Will)
 
 
 def _pair_names(word: str, following: str | None, previous: str | None) -> bool:
     """A common word that is a name here: a listed first name before a listed last name (April Norman), or a
     listed last name after a listed first name (Kevin Hope)."""
-    first, last = _RAW_NAMES.get("first", frozenset()), _RAW_NAMES.get("last", frozenset())
+    first, last = _listed_names()
     return bool((following and word in first and following in last and following not in MONTHS_DAYS)
                 or (previous and word in last and previous in first and word not in MONTHS_DAYS))
 

@@ -170,7 +170,6 @@ SECRET_PATTERNS = [
     re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),  # JWT
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----"),
 ]
-# a value after a key-like word: `api_key=...`, `token: ...`, `Authorization: Bearer ...`, `password is ...`
 # a value after a key-like name: `api_key=...`, `AWS_SECRET_ACCESS_KEY=...`, `token: ...`, `password is ...`
 SECRET_ASSIGNED = re.compile(
     r"(?i)(?:\b|_)(?:api[_\- ]?key|apikey|access[_\- ]?key|secret|client[_\- ]?secret|token|bearer|password|passwd|"
@@ -234,7 +233,7 @@ CA_END = re.compile(r"\b[A-Z][A-Za-z.'\- ]{1,40},? (?:AB|BC|MB|NB|NL|NS|NT|NU|ON
 UK_POSTCODE = re.compile(r"\b(?:[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?) ?\d[ABD-HJLNP-UW-Z]{2}\b")
 ADDRESS_START = re.compile(
     r"(?i)\b(?:\d{1,6}[A-Za-z]?(?:[-/]\d{1,4})?\s+(?=[A-Za-z]|\d{1,4}(?:st|nd|rd|th)\b)|(?:flat|apartment|apt\.?|unit|suite|studio|"
-    r"p\.?\s?o\.?\s?box|psc|unit|house)\s+\w+|usns|uss|usnv|usnc|usns)")
+    r"p\.?\s?o\.?\s?box|psc|house)\s+\w+|usns|uss|usnv|usnc)")
 
 
 def _addresses(text: str) -> list[Found]:
@@ -249,9 +248,9 @@ def _addresses(text: str) -> list[Found]:
             if lo < 0:
                 break
         lo = max(lo + 1, end.start() - 160)
-        ends = [m for m in re.finditer(r"(\w*)[.!?:;](?:\s|$)|\n\s*\n", text[lo:end.start()])
-                if not (m.group(0).startswith(tuple(ADDRESS_ABBREVIATIONS)) and m.group(1) in ADDRESS_ABBREVIATIONS)]
-        lo += ends[-1].end() if ends else 0
+        stops = [m for m in re.finditer(r"(\w*)[.!?:;](?:\s|$)|\n\s*\n", text[lo:end.start()])
+                 if not (m.group(0).startswith(tuple(ADDRESS_ABBREVIATIONS)) and m.group(1) in ADDRESS_ABBREVIATIONS)]
+        lo += stops[-1].end() if stops else 0
         for start in ADDRESS_START.finditer(text, lo, end.start() + 1):
             words = re.findall(r"[^\s,]+", text[start.start():end.start()])
             if all(not w[0].islower() or w.lower().rstrip(".") in ADDRESS_WORDS for w in words):
@@ -274,6 +273,12 @@ PRIORITY = ["URL_CREDENTIALS", "SECRET", "EMAIL", "IBAN", "CARD", "SSN", "NINO",
 def find_pii(text: str, names: frozenset = frozenset()) -> list[Found]:
     """Every piece of personal data in `text`, non-overlapping, in order. `names`: name words already found
     elsewhere in the same record (a first name alone in a reply to the ticket that gave the full name)."""
+    return _with_persons(text, _patterned(text), names)
+
+
+def _patterned(text: str) -> list[Found]:
+    """Everything but the names found by their cues: the pattern, checksum and address findings (and name
+    columns), non-overlapping, the more specific kind first. The costly part; it does not depend on `names`."""
     if not text or not text.strip():
         return []
     found = (_url_credentials(text) + _secrets(text) + _presidio_found(text) + _addresses(text) + _phones(text)
@@ -282,8 +287,12 @@ def find_pii(text: str, names: frozenset = frozenset()) -> list[Found]:
     for f in sorted(found, key=lambda f: (PRIORITY.index(f.kind), -(f.end - f.start))):
         if f.start < f.end and not any(k.start < f.end and f.start < k.end for k in kept):
             kept.append(f)
-    kept += persons(text, kept, names)
-    return sorted(kept, key=lambda f: f.start)
+    return kept
+
+
+def _with_persons(text: str, patterned: list[Found], names: frozenset) -> list[Found]:
+    """`patterned` and the names `persons` finds around them, in order."""
+    return sorted(patterned + persons(text, patterned, names), key=lambda f: f.start)
 
 
 class Scrubber:
@@ -296,6 +305,7 @@ class Scrubber:
         self.per_kind: Counter = Counter()
         self.counts: Counter = Counter()
         self.known: frozenset = frozenset()  # name words found in the record
+        self.patterned: dict[str, list[Found]] = {}  # each string's findings but the cued names (computed once)
 
     def placeholder(self, kind: str, value: str) -> str:
         key = (kind, re.sub(r"\W+", "", value).lower())
@@ -312,24 +322,29 @@ class Scrubber:
 
     def text(self, text: str) -> str:
         out, last = [], 0
-        for f in find_pii(text, self.known):
+        patterned = self.patterned[text] if text in self.patterned else _patterned(text)
+        for f in _with_persons(text, patterned, self.known):
             out += [text[last:f.start], self.placeholder(f.kind, text[f.start:f.end])]
             self.counts[f.kind] += 1
             last = f.end
         return "".join(out) + text[last:]
 
     def value(self, value: Any) -> Any:
-        """A record's value (dicts, lists and strings, nested), scrubbed."""
-        if not self.known:  # every word of every name found in the record (April too, from "I'm April Norman")
-            self.known = frozenset(w for t in _strings(value) for f in find_pii(t) if f.kind == "PERSON"
-                                   for w in re.split(r"[\s.]+", t[f.start:f.end]) if len(w) > 1 and w[0].isupper()) \
-                or frozenset({""})
+        """A record's value (dicts, lists and strings, nested), scrubbed: first every name word of the record
+        (April too, from "I'm April Norman"), then each string with them."""
+        self.patterned = {t: _patterned(t) for t in _strings(value)}
+        self.known = frozenset(w for t, found in self.patterned.items() for f in _with_persons(t, found, frozenset())
+                               if f.kind == "PERSON"
+                               for w in re.split(r"[\s.]+", t[f.start:f.end]) if len(w) > 1 and w[0].isupper())
+        return self._replace(value)
+
+    def _replace(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
-            return [self.value(v) for v in value]
+            return [self._replace(v) for v in value]
         if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
+            return {k: self._replace(v) for k, v in value.items()}
         return value
 
 

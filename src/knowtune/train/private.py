@@ -30,6 +30,7 @@ from typing import Callable, Literal
 from pydantic import BaseModel, Field
 
 from knowtune.errors import KnowtuneError
+from knowtune.io import append_jsonl, replace_dir
 
 
 class PrivacySettings(BaseModel):
@@ -189,36 +190,30 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
                                                        budget.max_grad_norm, budget.accountant)
     start_epoch, step, secret = _resume(run, model, dp_opt, engine, trainable)
     params = list(trainable(model).values())
-    log = open(run.metrics, "a", encoding="utf-8")
-    try:
-        with phase("Training with DP-SGD", total=budget.steps, unit="step") as advance:
-            advance(step)
-            for epoch in range(start_epoch, budget.epochs):
-                # this epoch's sampling and noise come from a secret seed (drawn from the OS for the run, kept
-                # only in the checkpoints, which are removed at the end): the same after --resume, and never
-                # reproducible from config.yaml's public seed
-                torch.manual_seed(secret + epoch)
-                random.seed(secret + epoch)
-                losses = []
-                with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=s.micro_batch or 8,
-                                        optimizer=dp_opt) as batches:
-                    for batch in batches:
-                        loss = dp_step(dp_model, dp_opt, batch, loss_fn, params)
-                        if loss is not None:
-                            losses.append(loss)
-                        if not dp_opt._is_last_step_skipped:
-                            step += 1
-                            advance(1)
-                if losses and not all(map(math.isfinite, losses)):
-                    raise KnowtuneError(f"DP-SGD diverged in epoch {epoch + 1}: the loss became NaN/inf.",
-                                        fix=f"lower the learning rate (now {s.learning_rate}).")
-                eps = engine.get_epsilon(budget.delta)
-                log.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
-                                      "epsilon": eps}) + "\n")
-                log.flush()
-                _checkpoint(run, epoch + 1, step, model, dp_opt, engine, trainable, secret)
-    finally:
-        log.close()
+    with phase("Training with DP-SGD", total=budget.steps, unit="step") as advance:
+        advance(step)
+        for epoch in range(start_epoch, budget.epochs):
+            # this epoch's sampling and noise come from a secret seed (drawn from the OS for the run, kept
+            # only in the checkpoints, which are removed at the end): the same after --resume, and never
+            # reproducible from config.yaml's public seed
+            torch.manual_seed(secret + epoch)
+            random.seed(secret + epoch)
+            losses = []
+            with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=s.micro_batch or 8,
+                                    optimizer=dp_opt) as batches:
+                for batch in batches:
+                    loss = dp_step(dp_model, dp_opt, batch, loss_fn, params)
+                    if loss is not None:
+                        losses.append(loss)
+                    if not dp_opt._is_last_step_skipped:
+                        step += 1
+                        advance(1)
+            if losses and not all(map(math.isfinite, losses)):
+                raise KnowtuneError(f"DP-SGD diverged in epoch {epoch + 1}: the loss became NaN/inf.",
+                                    fix=f"lower the learning rate (now {s.learning_rate}).")
+            append_jsonl(run.metrics, {"step": step, "epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
+                                       "epsilon": engine.get_epsilon(budget.delta)})
+            _checkpoint(run, epoch + 1, step, model, dp_opt, engine, trainable, secret)
     budget.epsilon = engine.get_epsilon(budget.delta)
     budget.steps = step
     _unwrap(dp_model)
@@ -247,8 +242,7 @@ def _checkpoint(run, epoch: int, step: int, model, optimizer, engine, trainable,
     torch.save(optimizer.original_optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "accountant.json").write_text(json.dumps(engine.accountant.history))
     (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step, "secret_seed": secret}))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    replace_dir(tmp, folder)
     for old in run.checkpoints.glob("checkpoint-*"):  # the newest is all a resume needs
         if old != folder:
             shutil.rmtree(old, ignore_errors=True)
