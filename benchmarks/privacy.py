@@ -25,13 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "support_tickets"
 
 
-# The run without DP teaches as teach would (LoRA rank 16 on every linear layer, batches of 64); the DP run trains
-# fewer weights (rank 4 on the attention's query and value projections) in larger batches at a higher rate: DP's
-# noise grows with the number of trained weights and shrinks with the batch (at rank 16 on every layer, batch 64,
-# epsilon 8 taught nothing: 1.1% held out).
+# The run without DP teaches as teach would (LoRA rank 16 on every linear layer, batches of 64, AdamW). The DP run
+# trains fewer weights (rank 4 on the attention's query and value projections) in large batches with SGD, each
+# record's gradient clipped to 0.1 and a high rate: DP's noise grows with the number of trained weights and shrinks
+# with the batch, and a small clipping norm keeps every record's gradient at full weight as the loss falls. Settings
+# tried at epsilon 8 (facts in >= 20 tickets answered / general knowledge, from 62.5%): rank 16 all-linear, batch 64,
+# AdamW 5e-3: 1.4% / 57.5%; rank 4 q,v, batch 256, SGD lr 1, clip 1: 2.8% / 55.8%; the same with lr 3: diverged;
+# rank 4 q,v, SGD lr 10, clip 0.1: 1.4% / 62.5% (this one); rank 4 v only, lr 10, clip 0.1, 6 epochs: 1.4% / 52.5%;
+# lr 20: diverged.
 PLAIN = ["--batch-size", "64", "--learning-rate", "5e-3"]
-PRIVATE = ["--batch-size", "256", "--learning-rate", "1e-2", "--lora-r", "4", "--lora-alpha", "8",
-           "--lora-targets", "q_proj,v_proj"]
+PRIVATE = ["--batch-size", "256", "--optimizer", "sgd", "--learning-rate", "10", "--dp-max-grad-norm", "0.1",
+           "--lora-r", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj"]
 
 
 def teach(out: Path, extra: list[str], a) -> None:
@@ -83,7 +87,7 @@ def main() -> int:
         cmd = [sys.executable, "-m", "knowtune.cli", "audit-privacy", str(plain), str(private), "--non-members",
                str(EXAMPLE / "unseen_tickets.jsonl"), "--candidates", str(a.candidates), "--json"]
         print("$ knowtune " + " ".join(cmd[3:]), flush=True)
-        found = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        found = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout)  # progress shows
 
     def figures(run: Path) -> dict:
         got = found[str(run)]
@@ -98,6 +102,7 @@ def main() -> int:
                 "exposure, canaries never inserted": f"{groups[0]['mean_exposure']:.2f} bits",
                 "exposure, canaries inserted once": f"{groups[1]['mean_exposure']:.2f} bits (max {groups[1]['max_exposure']:.2f})",
                 "exposure, canaries inserted 5x": f"{groups[5]['mean_exposure']:.2f} bits (max {groups[5]['max_exposure']:.2f})",
+                "canaries extractable (likeliest secret), 1x / 5x": f"{groups[1].get('extracted', 0)} / {groups[5].get('extracted', 0)} of 5",
                 "membership AUC": f"{m['membership_auc']:.3f}",
                 "_raw": {"frequent": freq["frequent"][0], "exposure": {k: g["mean_exposure"] for k, g in groups.items()},
                          "auc": m["membership_auc"], "epsilon": p["epsilon"] if p else None}}

@@ -228,7 +228,27 @@ def test_cached_canary_scoring_ranks_as_whole_sequences_do(tiny_model):
     fast = canary_exposures(model, tok, canaries, candidates=127, seed=3)
     slow = canary_exposures(model, tok, canaries, candidates=127, seed=3, cached=False)
     assert [e["rank"] for e in fast] == [e["rank"] for e in slow]
-    assert [round(e["exposure"], 6) for e in fast] == [round(e["exposure"], 6) for e in slow]
+    assert [round(e.get("exposure_sampled", e["exposure"]), 6) for e in fast] == [round(e["exposure"], 6) for e in slow]
+
+
+def test_exact_rank_counts_every_likelier_secret(tiny_model, monkeypatch):
+    """The branch-and-bound walk over the digits must give the rank that scoring every secret of the format gives
+    (3-digit secrets here, so all 1,000 can be scored), and give up past its node budget."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from knowtune.eval import memorisation as mem
+
+    monkeypatch.setattr(mem, "SECRET_DIGITS", 3)
+    monkeypatch.setattr(mem, "SPACE", 1000)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    canaries = mem.make_canaries(0, [5], 3)
+    every = mem.canary_exposures(model, tok, canaries, candidates=999, exact_below_rank=1000)  # the sample is all
+    assert [e["exact_rank"] for e in every] == [e["rank"] for e in every]
+    assert all(e["exposure"] == pytest.approx(math.log2(1000 / e["rank"])) for e in every)
+    assert len({e["rank"] for e in every}) > 1  # not all at one end of the ranking
+    capped = mem.canary_exposures(model, tok, canaries, candidates=999, exact_below_rank=1000, max_nodes=5)
+    assert all("exact_rank" not in e for e in capped if e["rank"] > 5)
 
 
 def test_micro_batch_accumulates_gradients_to_the_batch(tmp_path):

@@ -6,8 +6,9 @@ inserted k times into the training data (k = 0 for the reference canaries, never
 is how far up its secret ranks among all secrets of the format, by the model's log-perplexity of the answer:
 exposure = log2(|formats|) - log2(rank). The rank is estimated from a random sample of candidate secrets (the
 direct estimate, at most log2(sample + 1) bits) and by fitting a skew-normal to the candidates' log-perplexities
-(Carlini et al.'s extrapolation, which reaches past the sample). A model that memorised nothing gives every
-canary ~1.4 bits on average, inserted or not.
+(Carlini et al.'s extrapolation, which reaches past the sample); for a canary the sample ranks near the top, it
+is counted exactly over all 10^6 secrets by a branch-and-bound walk down the digits (`exact_rank`). A model that
+memorised nothing gives every canary ~1.4 bits on average, inserted or not.
 
 Membership inference: the model's loss on training records against its loss on records of the same kind it never
 saw; AUC 0.5 means the loss tells nothing about who was in the training data.
@@ -107,14 +108,15 @@ def exposure(canary_loss: float, candidate_losses: list[float]) -> dict:
 
 
 def canary_exposures(model, tokenizer, canaries: list[Canary], candidates: int = 2047, seed: int = 0,
-                     progress=None, batch_size: int = 512, cached: bool = True) -> list[dict]:
-    """Each canary's exposure (see `exposure`), its secret ranked among `candidates` random secrets of the format.
+                     progress=None, batch_size: int = 512, cached: bool = True, exact_below_rank: int = 1,
+                     max_nodes: int = 20_000) -> list[dict]:
+    """Each canary's exposure (see `exposure`), its secret ranked among `candidates` random secrets of the format;
+    and, where the sample ranks it in the top `exact_below_rank` (first: where the sample's estimate is at its
+    ceiling, log2(candidates + 1) bits), its exact rank among all the format's secrets (`exact_rank`).
 
     The prompt and the answer's words up to the secret are the same for every candidate: they are run once and
     their cached keys and values reused, so each candidate costs only its secret's few tokens. The log-perplexity
     is summed over the tokens from the secret on (the shared part adds the same to every candidate)."""
-    import copy
-
     import torch
 
     from knowtune.eval.generate import render_prompt
@@ -135,25 +137,120 @@ def canary_exposures(model, tokenizer, canaries: list[Canary], candidates: int =
         if not cached or len({len(x) for x in seqs}) != 1:  # a tokenizer that merges digits: whole sequences
             losses = answer_losses(model, tokenizer, [("chat", c.prompt(), c.answer(s)) for s in secrets], summed=True,
                                    batch_size=256, progress=progress)
+            tree = None
         else:
             shared = next(n for n in range(len(seqs[0])) if any(x[n] != seqs[0][n] for x in seqs))
             ids = torch.tensor(seqs)
-            with torch.no_grad():
-                first = model(input_ids=ids[:1, :shared], use_cache=True)
-                losses = []
-                for start in range(0, len(seqs), batch_size):
-                    rest = ids[start:start + batch_size, shared:]  # (B, L): the secret and what follows it
-                    cache = copy.deepcopy(first.cache)
-                    cache.batch_repeat_interleave(rest.shape[0])
-                    logits = model(input_ids=rest, cache=cache, use_cache=True,
-                                   attention_mask=torch.ones(rest.shape[0], ids.shape[1], dtype=torch.long)).logits
-                    logits = torch.cat([first.logits[:, -1:].expand(rest.shape[0], -1, -1), logits[:, :-1]], dim=1)
-                    nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), rest, reduction="none")
-                    losses += nll.sum(1).tolist()
-                    if progress:
-                        progress(rest.shape[0])
-        out.append({"id": c.id, "repeats": c.repeats, "log_perplexity": losses[0], **exposure(losses[0], losses[1:])})
+            tree = _SecretTree(model, ids[0, :shared], batch_size)
+            losses = tree.losses(ids[:, shared:], progress)
+        found = {"id": c.id, "repeats": c.repeats, "log_perplexity": losses[0], **exposure(losses[0], losses[1:])}
+        digits = _digit_tokens(secrets, [x[shared:] for x in seqs]) if tree else None
+        if digits and found["rank"] <= exact_below_rank:
+            rank = exact_rank(tree, digits, seqs[0][shared:shared + SECRET_DIGITS], seqs[0][shared + SECRET_DIGITS:],
+                              losses[0], max_nodes)
+            if rank is not None:
+                found.update(exact_rank=rank, exposure_sampled=found["exposure"],
+                             exposure=math.log2(SPACE / rank))
+        out.append(found)
     return out
+
+
+class _SecretTree:
+    """Continuations of one shared prefix (a canary's prompt and its answer up to the secret), its keys and
+    values computed once and reused for every batch of continuations."""
+
+    def __init__(self, model, prefix, batch_size: int):
+        import torch
+
+        self.model, self.batch_size = model, batch_size
+        with torch.no_grad():
+            self.first = model(input_ids=prefix[None], use_cache=True)
+
+    def _batches(self, rest):
+        """(part, logits) per batch of `rest` (B, L): logits (b, L, V) at each of the part's positions."""
+        import copy
+
+        import torch
+
+        with torch.no_grad():
+            for start in range(0, rest.shape[0], self.batch_size):
+                part = rest[start:start + self.batch_size]
+                cache = copy.deepcopy(self.first.cache)
+                cache.batch_repeat_interleave(part.shape[0])
+                mask = torch.ones(part.shape[0], cache.get_seq_length() + part.shape[1], dtype=torch.long)
+                yield part, self.model(input_ids=part, cache=cache, use_cache=True, attention_mask=mask).logits
+
+    def losses(self, rest, progress=None) -> list[float]:
+        """Each continuation's log-perplexity (summed over its tokens), for `rest` (B, L)."""
+        import torch
+
+        out = []
+        for part, logits in self._batches(rest):
+            logits = torch.cat([self.first.logits[:, -1:].expand(part.shape[0], -1, -1), logits[:, :-1]], dim=1)
+            out += torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), part, reduction="none").sum(1).tolist()
+            if progress:
+                progress(part.shape[0])
+        return out
+
+    def next_logprobs(self, rest, tokens):
+        """(B, len(tokens)) log-probabilities of `tokens` coming next after each continuation of `rest` (B, L);
+        L = 0: right after the prefix."""
+        import torch
+
+        if rest.shape[1] == 0:
+            return torch.log_softmax(self.first.logits[:, -1].float(), dim=-1)[:, tokens].expand(rest.shape[0], -1)
+        return torch.cat([torch.log_softmax(logits[:, -1].float(), dim=-1)[:, tokens]
+                          for _, logits in self._batches(rest)])
+
+
+def _digit_tokens(secrets: list[str], rests: list[list[int]]) -> list[int] | None:
+    """The token of each digit 0-9 when the tokenizer writes every digit of a secret as its own token and what
+    follows the secret the same for all (SmolLM2, Qwen, Llama 2 do); None otherwise (the exact rank is then not
+    computed)."""
+    digits: dict[str, int] = {}
+    tail = rests[0][SECRET_DIGITS:]
+    for secret, rest in zip(secrets, rests):
+        if rest[SECRET_DIGITS:] != tail:
+            return None
+        for ch, tok in zip(secret, rest[:SECRET_DIGITS]):
+            if digits.setdefault(ch, tok) != tok:
+                return None
+    return [digits[d] for d in string.digits] if len(digits) == 10 and len(set(digits.values())) == 10 else None
+
+
+def exact_rank(tree: _SecretTree, digit_tokens: list[int], canary: list[int], tail: list[int], canary_loss: float,
+               max_nodes: int = 20_000) -> int | None:
+    """1 + the number of the format's secrets the model finds likelier than the canary's (lower log-perplexity),
+    counted over all 10^6 of them, not a sample; None when more than `max_nodes` prefixes would need running.
+    `canary`: its secret's tokens; `tail`: the tokens after the secret; `canary_loss`: its log-perplexity.
+
+    A branch-and-bound walk down the tree of digits (Carlini et al.'s shortest-path search, counting rather than
+    extracting): a prefix's log-perplexity only grows as digits are added, so a prefix already at or above the
+    canary's cannot lead to a likelier secret and is not expanded. A likely canary leaves few prefixes to score;
+    an unlikely one would need most of the tree, which is why the walk is only run for canaries the sample ranks
+    near the top."""
+    import torch
+
+    digits = torch.tensor(digit_tokens)
+    nodes = torch.zeros(1, 0, dtype=torch.long)  # digit tokens so far, one row per prefix
+    costs = torch.zeros(1)
+    scored = 0
+    for depth in range(SECRET_DIGITS):
+        scored += nodes.shape[0]
+        if scored > max_nodes:
+            return None
+        step = -tree.next_logprobs(nodes, digits)  # (n, 10)
+        costs = (costs[:, None] + step).reshape(-1)
+        nodes = torch.cat([nodes.repeat_interleave(10, dim=0), digits.repeat(nodes.shape[0])[:, None]], dim=1)
+        keep = costs < canary_loss
+        nodes, costs = nodes[keep], costs[keep]
+    nodes = nodes[(nodes != torch.tensor(canary)).any(dim=1)]  # the canary itself is not likelier than itself
+    if nodes.shape[0] == 0:
+        return 1
+    if scored + nodes.shape[0] > max_nodes:
+        return None
+    whole = torch.cat([nodes, torch.tensor(tail, dtype=torch.long).expand(nodes.shape[0], -1)], dim=1)
+    return 1 + sum(loss < canary_loss for loss in tree.losses(whole))
 
 
 def membership_auc(member_losses: list[float], nonmember_losses: list[float]) -> float:
@@ -172,22 +269,26 @@ def summarise(exposures: list[dict], auc: float | None, n_members: int, n_nonmem
         groups.append({"repeats": k, "canaries": len(mine),
                        "mean_exposure": sum(e["exposure"] for e in mine) / len(mine),
                        "max_exposure": max(e["exposure"] for e in mine),
-                       "mean_exposure_fitted": sum(e["exposure_fitted"] for e in mine) / len(mine)})
+                       "mean_exposure_fitted": sum(e["exposure_fitted"] for e in mine) / len(mine),
+                       "extracted": sum(e.get("exact_rank") == 1 for e in mine)})
     return {"candidates": candidates, "max_measurable_bits": math.log2(candidates + 1), "format_bits": math.log2(SPACE),
-            "groups": groups, "canaries": exposures, "membership_auc": auc, "members": n_members,
+            "exact": sum("exact_rank" in e for e in exposures), "groups": groups, "canaries": exposures, "membership_auc": auc, "members": n_members,
             "non_members": n_nonmembers}
 
 
 def memorisation_section(m: dict) -> list[str]:
     """The report's section on memorisation (Markdown lines)."""
     rows = [(f"{g['repeats']}x" if g["repeats"] else "never (reference)", g["canaries"], f"{g['mean_exposure']:.2f}",
-             f"{g['max_exposure']:.2f}", f"{g['mean_exposure_fitted']:.2f}") for g in m["groups"]]
-    head = "| canaries inserted | canaries | mean exposure (bits) | max | mean, fitted estimate |"
+             f"{g['max_exposure']:.2f}", f"{g['mean_exposure_fitted']:.2f}", g.get("extracted", 0)) for g in m["groups"]]
+    head = "| canaries inserted | canaries | mean exposure (bits) | max | mean, fitted estimate | extractable (rank 1) |"
     lines = ["## Memorisation", "",
              f"Canaries: random {SECRET_DIGITS}-digit secrets ({m['format_bits']:.1f} bits), each ranked among "
-             f"{m['candidates']:,} random candidates (the direct estimate can show at most {m['max_measurable_bits']:.1f} "
-             "bits; the fitted estimate extrapolates). A model that memorised nothing scores ~1.4 bits.", "",
-             head, "|" + "---|" * 5, *("| " + " | ".join(map(str, r)) + " |" for r in rows), ""]
+             f"{m['candidates']:,} random candidates (a sample shows at most {m['max_measurable_bits']:.1f} bits; the "
+             "fitted estimate extrapolates). Where the sample ranks a canary near the top, its rank among all "
+             f"{SPACE:,} secrets is counted exactly ({m.get('exact', 0)} of {len(m['canaries'])} canaries here; up to "
+             f"{m['format_bits']:.1f} bits; rank 1: the model's likeliest secret is the canary's, so it can be "
+             "extracted). A model that memorised nothing scores ~1.4 bits.", "",
+             head, "|" + "---|" * 6, *("| " + " | ".join(map(str, r)) + " |" for r in rows), ""]
     if m.get("membership_auc") is not None:
         lines += [f"Membership inference by loss: AUC {m['membership_auc']:.3f} ({m['members']} training records vs "
                   f"{m['non_members']} never seen; 0.5 = the loss tells nothing).", ""]

@@ -251,6 +251,54 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
+def write_checkpoint(folder: Path, weights: dict, optimizer, scheduler, state: dict, tensors: dict | None = None,
+                     keep: int = 1) -> None:
+    """A checkpoint of a loop of our own (PPO, DP-SGD): the trainable `weights` (safetensors), the optimiser's
+    and the learning-rate schedule's state, other `tensors` (safetensors) and `state` (state.json, a marker of
+    completeness), written to a temporary folder and renamed into place; then all but the newest `keep`
+    checkpoints beside it are removed."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from knowtune.io import replace_dir
+
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "trainable.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    if tensors:
+        save_file(tensors, str(tmp / "tensors.safetensors"))
+    (tmp / "state.json").write_text(json.dumps(state))
+    replace_dir(tmp, folder)
+    older = sorted((p for p in folder.parent.glob("checkpoint-*") if p != folder and p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    for stale in older[:max(0, len(older) - keep + 1)]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def read_checkpoint(folder: Path, optimizer, scheduler, expected: set | None = None) -> tuple[dict, dict, dict]:
+    """(weights, state, tensors) of a `write_checkpoint` folder; the optimiser's and schedule's state restored.
+    `expected`: the names the weights must have (else a clear error: the run's settings changed)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "trainable.safetensors"))
+    if expected is not None and set(weights) != set(expected):
+        odd = sorted(set(weights) ^ set(expected))
+        raise KnowtuneError(f"{folder} does not match this run's trainable weights ({odd[:3]}...).",
+                            fix="resume with the settings the run started with (config.yaml).")
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    tensors = load_file(str(folder / "tensors.safetensors")) if (folder / "tensors.safetensors").exists() else {}
+    return weights, json.loads((folder / "state.json").read_text()), tensors
+
+
 def trim_metrics(r: Run) -> None:
     """On --resume, keep only the metrics of the steps the checkpoint holds (the rest will be logged again)."""
     ckpt = r.checkpoint()

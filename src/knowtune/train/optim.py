@@ -21,6 +21,15 @@ def make_optimizer(params, s):
     return cls(params, lr=s.learning_rate, weight_decay=s.weight_decay)
 
 
+def make_scheduler(optimizer, s, total_steps: int):
+    """The settings' learning-rate schedule (`lr_scheduler`, warm-up over `warmup_ratio` of the steps) over
+    `total_steps` optimiser steps, for the methods that step their own optimiser."""
+    from transformers import get_scheduler
+
+    return get_scheduler(s.lr_scheduler, optimizer, num_warmup_steps=int(s.warmup_ratio * total_steps),
+                         num_training_steps=total_steps)
+
+
 def decay_groups(named_params, weight_decay: float, **extra) -> list[dict]:
     """Two param groups: weights that decay, and biases / norms / embeddings that do not."""
     named = list(named_params)

@@ -18,7 +18,6 @@ DP trainer. Opacus's own examples train with a plain loop like this one.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -30,7 +29,8 @@ from typing import Callable, Literal
 from pydantic import BaseModel, Field
 
 from knowtune.errors import KnowtuneError
-from knowtune.io import append_jsonl, replace_dir
+from knowtune.io import append_jsonl
+from knowtune.train.lifecycle import read_checkpoint, write_checkpoint
 
 
 class PrivacySettings(BaseModel):
@@ -141,12 +141,15 @@ def make_private(model, optimizer, loader, noise_multiplier: float, max_grad_nor
     return model, optimizer, loader, engine
 
 
-def dp_step(model, optimizer, batch, loss_fn: Callable, params=()) -> float | None:
+def dp_step(model, optimizer, batch, loss_fn: Callable, params=(), bf16: bool = False) -> float | None:
     """One physical batch: per-record losses, their mean backwards (Opacus turns it into per-record gradients),
-    and the optimiser's step (Opacus clips, adds noise and updates only at the end of the logical batch).
+    and the optimiser's step (Opacus clips, adds noise and updates only at the end of the logical batch). With
+    `bf16` the forward runs under bf16 autocast and the per-record gradients are cast back to their weight's dtype.
     An empty Poisson sample still takes its step: zero per-record gradients, the noise added and the step
     accounted by Opacus as any other (`params`: the trainable weights). Returns the mean loss, None when empty."""
     import torch
+
+    from knowtune.models.precision import autocast
 
     if not isinstance(batch, dict) or batch["input_ids"].shape[0] == 0:
         for p in params:
@@ -154,9 +157,14 @@ def dp_step(model, optimizer, batch, loss_fn: Callable, params=()) -> float | No
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return None
-    losses = loss_fn(model, batch)
+    with autocast(bf16):  # the forward only: Opacus clips and adds noise outside it, in the weights' dtype
+        losses = loss_fn(model, batch)
     loss = losses.mean()
     loss.backward()
+    for p in params:  # under bf16 autocast the per-record gradients come in bf16: their norms taken in fp32
+        g = getattr(p, "grad_sample", None)
+        if isinstance(g, torch.Tensor) and g.dtype != p.dtype:
+            p.grad_sample = g.to(p.dtype)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(loss.detach()) if torch.isfinite(loss) else float("nan")
@@ -178,9 +186,13 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
 
     from knowtune.progress import phase
 
+    from knowtune.models.precision import use_bf16
+    from knowtune.train.optim import make_scheduler
+
     model.train()
     check_wrappable(model)
     optimizer = make_optimizer(model)
+    scheduler = make_scheduler(optimizer, s, budget.steps)  # stepped once per logical (noisy) step
     # the loader draws row indices (a dataset of 1-tuples of tensors: Opacus builds an empty Poisson sample's
     # shape from it), the collate turns them into the rows' batch
     indices = [(torch.tensor(i),) for i in range(len(rows))]
@@ -188,8 +200,9 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
                         collate_fn=lambda b: collate([rows[int(i[0])] for i in b]))
     dp_model, dp_opt, dp_loader, engine = make_private(model, optimizer, loader, budget.noise_multiplier,
                                                        budget.max_grad_norm, budget.accountant)
-    start_epoch, step, secret = _resume(run, model, dp_opt, engine, trainable)
+    start_epoch, step, secret = _resume(run, model, dp_opt, scheduler, engine, trainable)
     params = list(trainable(model).values())
+    bf16 = use_bf16(s.bf16)
     with phase("Training with DP-SGD", total=budget.steps, unit="step") as advance:
         advance(step)
         for epoch in range(start_epoch, budget.epochs):
@@ -202,10 +215,11 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
             with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=s.micro_batch or 8,
                                     optimizer=dp_opt) as batches:
                 for batch in batches:
-                    loss = dp_step(dp_model, dp_opt, batch, loss_fn, params)
+                    loss = dp_step(dp_model, dp_opt, batch, loss_fn, params, bf16)
                     if loss is not None:
                         losses.append(loss)
                     if not dp_opt._is_last_step_skipped:
+                        scheduler.step()
                         step += 1
                         advance(1)
             if losses and not all(map(math.isfinite, losses)):
@@ -213,7 +227,7 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
                                     fix=f"lower the learning rate (now {s.learning_rate}).")
             append_jsonl(run.metrics, {"step": step, "epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
                                        "epsilon": engine.get_epsilon(budget.delta)})
-            _checkpoint(run, epoch + 1, step, model, dp_opt, engine, trainable, secret)
+            _checkpoint(run, epoch + 1, step, model, dp_opt, scheduler, engine, trainable, secret)
     budget.epsilon = engine.get_epsilon(budget.delta)
     budget.steps = step
     _unwrap(dp_model)
@@ -228,32 +242,19 @@ def _unwrap(dp_model) -> None:
         remove()
 
 
-def _checkpoint(run, epoch: int, step: int, model, optimizer, engine, trainable, secret: int) -> None:
-    """checkpoints/checkpoint-<step>/: the trainable weights (safetensors), the optimiser's state, the
-    accountant's history and the epoch; state.json last (a checkpoint without it is incomplete)."""
-    import torch
-    from safetensors.torch import save_file
-
-    folder = run.checkpoints / f"checkpoint-{step}"
-    tmp = run.checkpoints / f".tmp-checkpoint-{step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({n: p.detach().contiguous().cpu() for n, p in trainable(model).items()}, str(tmp / "trainable.safetensors"))
-    torch.save(optimizer.original_optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "accountant.json").write_text(json.dumps(engine.accountant.history))
-    (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "step": step, "secret_seed": secret}))
-    replace_dir(tmp, folder)
-    for old in run.checkpoints.glob("checkpoint-*"):  # the newest is all a resume needs
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+def _checkpoint(run, epoch: int, step: int, model, optimizer, scheduler, engine, trainable, secret: int) -> None:
+    """checkpoints/checkpoint-<step>/ (`lifecycle.write_checkpoint`): the trainable weights, the optimiser's and
+    the schedule's state, and in state.json the epoch, the accountant's history and the secret seed."""
+    write_checkpoint(run.checkpoints / f"checkpoint-{step}", trainable(model), optimizer.original_optimizer, scheduler,
+                     {"epoch": epoch, "step": step, "secret_seed": secret, "accountant": engine.accountant.history})
 
 
 TEST_SEED_VARIABLE = "KNOWTUNE_DP_TEST_SEED"  # tests only: a fixed noise seed, so two runs can be compared
 
 
-def _resume(run, model, optimizer, engine, trainable) -> tuple[int, int, int]:
-    """(epoch, step, secret seed) to continue from: the last complete checkpoint's, its weights, optimiser and
-    accountant restored; without one, the start and a new secret seed from the operating system."""
+def _resume(run, model, optimizer, scheduler, engine, trainable) -> tuple[int, int, int]:
+    """(epoch, step, secret seed) to continue from: the last complete checkpoint's, its weights, optimiser,
+    schedule and accountant restored; without one, the start and a new secret seed from the operating system."""
     ckpt = run.checkpoint()
     if not ckpt:
         fixed = os.environ.get(TEST_SEED_VARIABLE)
@@ -262,19 +263,12 @@ def _resume(run, model, optimizer, engine, trainable) -> tuple[int, int, int]:
                     "(for tests only).")
         return 0, 0, int(fixed) if fixed else int.from_bytes(os.urandom(6), "big")
     import torch
-    from safetensors.torch import load_file
 
-    ckpt = Path(ckpt)
-    saved = load_file(str(ckpt / "trainable.safetensors"))
     params = trainable(model)
-    missing = set(params) ^ set(saved)
-    if missing:
-        raise KnowtuneError(f"{ckpt} does not match this run's trainable weights ({sorted(missing)[:3]}...).",
-                            fix="resume with the settings the run started with (config.yaml).")
+    saved, state, _ = read_checkpoint(Path(ckpt), optimizer.original_optimizer, scheduler, expected=set(params))
+
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(saved[n])
-    optimizer.original_optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-    engine.accountant.history = [tuple(h) for h in json.loads((ckpt / "accountant.json").read_text())]
-    state = json.loads((ckpt / "state.json").read_text())
+    engine.accountant.history = [tuple(h) for h in state["accountant"]]
     return state["epoch"], state["step"], state["secret_seed"]

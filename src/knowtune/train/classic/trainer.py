@@ -54,6 +54,15 @@ class TaskTrainer(Trainer):
         return output
 
 
+def frozen_in_bf16(model, recipe, bf16: bool) -> None:
+    """Under bf16 autocast, a frozen backbone's linear weights stored in bf16 (no cast every step); the head
+    that trains stays fp32."""
+    from knowtune.models.precision import bf16_linears
+
+    if bf16 and recipe.frozen_base:
+        bf16_linears(model, keep=tuple(m for m in (getattr(model, "score", None),) if m is not None))
+
+
 def build_model(task: Task, s, labels: list[str], log, start: str | None = None):
     """(model, tokenizer): a classifier with a new head (sequence / token tasks) or the causal LM (generation),
     built from `start` (default: the settings' model), with the settings' dropout."""
@@ -78,10 +87,9 @@ def train_gradient(recipe, task: Task, s, data, run, opts: dict):
     """Train with `recipe`; returns (trainer, guard). `data` holds train / dev examples and the labels."""
     from transformers import EarlyStoppingCallback, TrainingArguments
 
-    from knowtune.models.precision import bf16_linears
     from knowtune.train.callbacks import FiniteGuard, MetricsLog
     from knowtune.train.hf import cpu_training_attention, training_args
-    from knowtune.train.optim import make_optimizer
+    from knowtune.train.optim import make_optimizer, make_scheduler
 
     start = recipe.start_model(s, data.train, run)
     torch.manual_seed(s.seed)
@@ -100,17 +108,13 @@ def train_gradient(recipe, task: Task, s, data, run, opts: dict):
                          load_best_model_at_end=evaluate, metric_for_best_model=metric if evaluate else None,
                          greater_is_better=True, remove_unused_columns=False, train_sampling_strategy="group_by_length",
                          save_only_model=False)
-    if args.bf16 and recipe.frozen_base:  # the frozen weights stored in bf16: no cast every step
-        bf16_linears(model, keep=tuple(m for m in (getattr(model, "score", None),) if m is not None))
+    frozen_in_bf16(model, recipe, args.bf16)
     model, groups = recipe.setup(model, s)
     total = args.max_steps if args.max_steps > 0 else math.ceil(len(train_ds) / s.batch_size) * s.epochs
     optimizer = make_optimizer(groups, s)
     scheduler = recipe.scheduler(optimizer, total, s)
     if scheduler is None:
-        from transformers import get_scheduler
-
-        scheduler = get_scheduler(s.lr_scheduler, optimizer, num_warmup_steps=int(s.warmup_ratio * total),
-                                  num_training_steps=total)
+        scheduler = make_scheduler(optimizer, s, total)
     guard = FiniteGuard()
     callbacks = [guard, MetricsLog(run.metrics), *recipe.callbacks(model)]
     if evaluate:

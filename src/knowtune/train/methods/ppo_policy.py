@@ -4,22 +4,19 @@ KL controller, checkpoints that resume exactly, and the reward measurement befor
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import get_scheduler
 
 from knowtune.eval.generate import pad_batch
-from knowtune.io import replace_dir
-from knowtune.models.precision import use_bf16
+from knowtune.train.lifecycle import read_checkpoint, write_checkpoint
+from knowtune.models.precision import autocast, use_bf16
 from knowtune.train.methods import ppo_losses as L
-from knowtune.train.optim import make_optimizer
+from knowtune.train.optim import make_optimizer, make_scheduler
 
 @dataclass
 class Rollout:
@@ -115,8 +112,7 @@ class PPOTrainer:
         params = [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
         self.optimizer = make_optimizer(params, s)
         updates = s.steps * s.ppo_epochs * -(-s.batch_size // s.minibatch_size)
-        self.scheduler = get_scheduler(s.lr_scheduler, self.optimizer, num_warmup_steps=int(s.warmup_ratio * updates),
-                                       num_training_steps=updates)
+        self.scheduler = make_scheduler(self.optimizer, s, updates)
         self.kl = L.AdaptiveKL(s.init_kl_coef, s.target_kl, s.kl_horizon)
         self.bf16 = use_bf16(s.bf16)
         self.step = 0
@@ -132,8 +128,7 @@ class PPOTrainer:
         return -L.masked_mean(logprobs, r.mask.to(logprobs.device).float())
 
     def autocast(self):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16)
+        return autocast(self.bf16)
 
     def train_step(self, prompts: list[str], reward_model) -> dict:
         """Roll out, score and (unless the KL has run away) update. The returned row has `stopped` set when
@@ -187,30 +182,15 @@ class PPOTrainer:
         self.step, self.kl.beta = snap["step"], snap["beta"]
 
     def save_checkpoint(self, folder: Path) -> None:
-        """Weights, optimiser, step, beta and RNG, written to a temporary folder and renamed into place."""
-        from safetensors.torch import save_file
-
-        tmp = folder.with_name(f".{folder.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file({k: v.contiguous() for k, v in self.trainable_state().items()}, str(tmp / "trainable.safetensors"))
-        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-        save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({"step": self.step, "beta": self.kl.beta}))
-        replace_dir(tmp, folder)
-        older = sorted((p for p in folder.parent.glob("checkpoint-*") if p != folder), key=lambda p: int(p.name.split("-")[-1]))
-        for stale in older[:max(0, len(older) - self.s.save_total_limit + 1)]:
-            shutil.rmtree(stale, ignore_errors=True)
+        """Weights, optimiser, schedule, step, beta and RNG (`lifecycle.write_checkpoint`)."""
+        write_checkpoint(folder, self.trainable_state(), self.optimizer, self.scheduler,
+                         {"step": self.step, "beta": self.kl.beta}, {"torch_rng": torch.get_rng_state()},
+                         keep=self.s.save_total_limit)
 
     def load_checkpoint(self, folder: Path) -> None:
-        from safetensors.torch import load_file
-
-        self.load_trainable_state(load_file(str(folder / "trainable.safetensors")))
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-        torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch_rng"])
-        state = json.loads((folder / "state.json").read_text())
+        weights, state, tensors = read_checkpoint(folder, self.optimizer, self.scheduler)
+        self.load_trainable_state(weights)
+        torch.set_rng_state(tensors["torch_rng"])
         self.step, self.kl.beta = state["step"], state["beta"]
 
     def _update(self, r: Rollout, old_logprobs, old_values, advantages, returns, mask) -> dict:

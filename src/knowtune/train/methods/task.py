@@ -246,7 +246,8 @@ class TaskMethod(Method):
 
         from knowtune.eval.report import privacy_sentence
         from knowtune.train.classic.predict import collate
-        from knowtune.train.classic.trainer import build_model, encode_rows
+        from knowtune.models.precision import use_bf16
+        from knowtune.train.classic.trainer import build_model, encode_rows, frozen_in_bf16
         from knowtune.train.hf import cpu_training_attention
         from knowtune.train.optim import make_optimizer
         from knowtune.train.private import train_private
@@ -254,6 +255,7 @@ class TaskMethod(Method):
         torch.manual_seed(s.seed)
         model, tokenizer = build_model(d.task, s, d.labels, run.log)
         cpu_training_attention(model)
+        frozen_in_bf16(model, recipe, use_bf16(s.bf16))
         model, groups = recipe.setup(model, s)
         rows = list(encode_rows(d.task, tokenizer, d.train, d.labels, s, d.opts))
 

@@ -24,7 +24,7 @@ from knowtune.errors import KnowtuneError
 from knowtune.eval.audit import AuditSet, probes_file
 from knowtune.eval.grounding import Grounding
 from knowtune.io import cached_rows, write_jsonl
-from knowtune.models.precision import bf16_linears
+from knowtune.models.precision import bf16_linears, use_bf16
 from knowtune.train.hf import cpu_training_attention, lean_lora, lora_config, train_resumable, training_args
 from knowtune.train.lifecycle import Method, Prepared, Run, Trained
 from knowtune.train.private import Budget, CanarySettings, PrivacySettings, plan
@@ -275,6 +275,8 @@ def train_teach_private(s: TeachSettings, model, tokenizer, items, budget: Budge
     from knowtune.train.tokenize import encode_labelled
 
     cpu_training_attention(model)
+    if use_bf16(s.bf16):
+        bf16_linears(model)  # the frozen weights stored in bf16, as the Trainer path does; LoRA's stay fp32
     model = get_peft_model(model, lora_config(s))  # before Opacus hooks the modules (opacus issue 820)
     rows = [encode_labelled(tokenizer, it, s.max_length) for it in items]
     budget = train_private(model, rows, lambda b: collate(b, tokenizer.pad_token_id, PAD_TO),
