@@ -184,9 +184,8 @@ def train_private(model, rows: list[dict], collate: Callable, loss_fn: Callable,
     from opacus.utils.batch_memory_manager import BatchMemoryManager
     from torch.utils.data import DataLoader
 
-    from knowtune.progress import phase
-
     from knowtune.models.precision import use_bf16
+    from knowtune.progress import phase
     from knowtune.train.optim import make_scheduler
 
     model.train()
