@@ -343,7 +343,7 @@ def compare(data: List[str] = typer.Argument(..., help="Documents (files or fold
 @_guard
 def audit_privacy(runs: List[Path] = typer.Argument(..., help="Finished teach run folders (several: shown side by side)."),
                   non_members: Optional[str] = typer.Option(None, help="Records of the same kind the runs never saw (a data file): membership inference compares the model's loss on them with its loss on the training records."),
-                  candidates: int = typer.Option(2047, min=63, help="Random secrets each canary is ranked among (a sample shows at most log2(candidates + 1) bits; a canary it ranks first is then ranked exactly among all 10^6 secrets)."),
+                  candidates: int = typer.Option(2047, min=63, help="Random secrets each canary is ranked among (a sample shows at most log2(candidates + 1) bits; a canary it ranks first is then ranked exactly among all 10^6 secrets, where the tokenizer writes each digit as a token)."),
                   records: int = typer.Option(200, min=10, help="Training and unseen records sampled for membership inference."),
                   as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON.")):
     """What a taught model memorised of single records: each canary's exposure (teach --canaries: random secrets

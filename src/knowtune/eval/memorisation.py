@@ -6,8 +6,8 @@ inserted k times into the training data (k = 0 for the reference canaries, never
 is how far up its secret ranks among all secrets of the format, by the model's log-perplexity of the answer:
 exposure = log2(|formats|) - log2(rank). The rank is estimated from a random sample of candidate secrets (the
 direct estimate, at most log2(sample + 1) bits) and by fitting a skew-normal to the candidates' log-perplexities
-(Carlini et al.'s extrapolation, which reaches past the sample); for a canary the sample ranks near the top, it
-is counted exactly over all 10^6 secrets by a branch-and-bound walk down the digits (`exact_rank`). A model that
+(Carlini et al.'s extrapolation, which reaches past the sample); for a canary the sample ranks first, it is
+counted exactly over all 10^6 secrets by a branch-and-bound walk down the digits (`exact_rank`). A model that
 memorised nothing gives every canary ~1.4 bits on average, inserted or not.
 
 Membership inference: the model's loss on training records against its loss on records of the same kind it never
@@ -140,7 +140,7 @@ def canary_exposures(model, tokenizer, canaries: list[Canary], candidates: int =
             tree = None
         else:
             shared = next(n for n in range(len(seqs[0])) if any(x[n] != seqs[0][n] for x in seqs))
-            ids = torch.tensor(seqs)
+            ids = torch.tensor(seqs, device=next(model.parameters()).device)
             tree = _SecretTree(model, ids[0, :shared], batch_size)
             losses = tree.losses(ids[:, shared:], progress)
         found = {"id": c.id, "repeats": c.repeats, "log_perplexity": losses[0], **exposure(losses[0], losses[1:])}
@@ -177,7 +177,7 @@ class _SecretTree:
                 part = rest[start:start + self.batch_size]
                 cache = copy.deepcopy(self.first.cache)
                 cache.batch_repeat_interleave(part.shape[0])
-                mask = torch.ones(part.shape[0], cache.get_seq_length() + part.shape[1], dtype=torch.long)
+                mask = torch.ones(part.shape[0], cache.get_seq_length() + part.shape[1], dtype=torch.long, device=part.device)
                 yield part, self.model(input_ids=part, cache=cache, use_cache=True, attention_mask=mask).logits
 
     def losses(self, rest, progress=None) -> list[float]:
@@ -219,21 +219,24 @@ def _digit_tokens(secrets: list[str], rests: list[list[int]]) -> list[int] | Non
 
 
 def exact_rank(tree: _SecretTree, digit_tokens: list[int], canary: list[int], tail: list[int], canary_loss: float,
-               max_nodes: int = 20_000) -> int | None:
+               max_nodes: int = 20_000, slack: float = 0.05) -> int | None:
     """1 + the number of the format's secrets the model finds likelier than the canary's (lower log-perplexity),
     counted over all 10^6 of them, not a sample; None when more than `max_nodes` prefixes would need running.
     `canary`: its secret's tokens; `tail`: the tokens after the secret; `canary_loss`: its log-perplexity.
 
     A branch-and-bound walk down the tree of digits (Carlini et al.'s shortest-path search, counting rather than
     extracting): a prefix's log-perplexity only grows as digits are added, so a prefix already at or above the
-    canary's cannot lead to a likelier secret and is not expanded. A likely canary leaves few prefixes to score;
-    an unlikely one would need most of the tree, which is why the walk is only run for canaries the sample ranks
-    near the top."""
+    canary's cannot lead to a likelier secret and is not expanded (with `slack` nats of room: the prefixes and the
+    canary are scored in different batches, and bf16 sums differ in the last digits); the survivors are scored
+    whole beside the canary itself, so the final comparison is on one scale. A likely canary leaves few prefixes
+    to score; an unlikely one would need most of the tree, which is why the walk is only run for canaries the
+    sample ranks first."""
     import torch
 
-    digits = torch.tensor(digit_tokens)
-    nodes = torch.zeros(1, 0, dtype=torch.long)  # digit tokens so far, one row per prefix
-    costs = torch.zeros(1)
+    device = tree.first.logits.device
+    digits = torch.tensor(digit_tokens, device=device)
+    nodes = torch.zeros(1, 0, dtype=torch.long, device=device)  # digit tokens so far, one row per prefix
+    costs = torch.zeros(1, device=device)
     scored = 0
     for depth in range(SECRET_DIGITS):
         scored += nodes.shape[0]
@@ -242,15 +245,14 @@ def exact_rank(tree: _SecretTree, digit_tokens: list[int], canary: list[int], ta
         step = -tree.next_logprobs(nodes, digits)  # (n, 10)
         costs = (costs[:, None] + step).reshape(-1)
         nodes = torch.cat([nodes.repeat_interleave(10, dim=0), digits.repeat(nodes.shape[0])[:, None]], dim=1)
-        keep = costs < canary_loss
+        keep = costs < canary_loss + slack
         nodes, costs = nodes[keep], costs[keep]
-    nodes = nodes[(nodes != torch.tensor(canary)).any(dim=1)]  # the canary itself is not likelier than itself
-    if nodes.shape[0] == 0:
-        return 1
+    own = torch.tensor(canary, device=device)
+    nodes = torch.cat([own[None], nodes[(nodes != own).any(dim=1)]])  # the canary first, then the others
     if scored + nodes.shape[0] > max_nodes:
         return None
-    whole = torch.cat([nodes, torch.tensor(tail, dtype=torch.long).expand(nodes.shape[0], -1)], dim=1)
-    return 1 + sum(loss < canary_loss for loss in tree.losses(whole))
+    losses = tree.losses(torch.cat([nodes, torch.tensor(tail, device=device).expand(nodes.shape[0], -1)], dim=1))
+    return 1 + sum(loss < losses[0] for loss in losses[1:])
 
 
 def membership_auc(member_losses: list[float], nonmember_losses: list[float]) -> float:
@@ -284,7 +286,7 @@ def memorisation_section(m: dict) -> list[str]:
     lines = ["## Memorisation", "",
              f"Canaries: random {SECRET_DIGITS}-digit secrets ({m['format_bits']:.1f} bits), each ranked among "
              f"{m['candidates']:,} random candidates (a sample shows at most {m['max_measurable_bits']:.1f} bits; the "
-             "fitted estimate extrapolates). Where the sample ranks a canary near the top, its rank among all "
+             "fitted estimate extrapolates). Where the sample ranks a canary first, its rank among all "
              f"{SPACE:,} secrets is counted exactly ({m.get('exact', 0)} of {len(m['canaries'])} canaries here; up to "
              f"{m['format_bits']:.1f} bits; rank 1: the model's likeliest secret is the canary's, so it can be "
              "extracted). A model that memorised nothing scores ~1.4 bits.", "",

@@ -17,12 +17,13 @@ def use_bf16(setting: str) -> bool:
                          or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()))
 
 
-def autocast(enabled: bool):
-    """bf16 autocast on the device training runs on (CUDA when present, else the CPU), for the loops that
+def autocast(enabled: bool, device: str | None = None):
+    """bf16 autocast on `device` ("cpu" / "cuda"; default CUDA when present, else the CPU), for the loops that
     are not the Trainer's (PPO, DP-SGD); a no-op context when not enabled."""
     import torch
 
-    return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=enabled)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
 
 
 def bf16_linears(model, keep: tuple = ()) -> int:

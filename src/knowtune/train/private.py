@@ -157,7 +157,7 @@ def dp_step(model, optimizer, batch, loss_fn: Callable, params=(), bf16: bool = 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return None
-    with autocast(bf16):  # the forward only: Opacus clips and adds noise outside it, in the weights' dtype
+    with autocast(bf16, batch["input_ids"].device.type):  # the forward only: clipping and noise run outside it
         losses = loss_fn(model, batch)
     loss = losses.mean()
     loss.backward()
