@@ -144,8 +144,7 @@ def canary_exposures(model, tokenizer, canaries: list[Canary], candidates: int =
             tree = _SecretTree(model, ids[0, :shared], batch_size)
             losses = tree.losses(ids[:, shared:], progress)
         found = {"id": c.id, "repeats": c.repeats, "log_perplexity": losses[0], **exposure(losses[0], losses[1:])}
-        digits = _digit_tokens(secrets, [x[shared:] for x in seqs]) if tree else None
-        if digits and found["rank"] <= exact_below_rank:
+        if tree and found["rank"] <= exact_below_rank and (digits := _digit_tokens(secrets, [x[shared:] for x in seqs])):
             rank = exact_rank(tree, digits, seqs[0][shared:shared + SECRET_DIGITS], seqs[0][shared + SECRET_DIGITS:],
                               losses[0], max_nodes)
             if rank is not None:
@@ -177,7 +176,8 @@ class _SecretTree:
                 part = rest[start:start + self.batch_size]
                 cache = copy.deepcopy(self.first.cache)
                 cache.batch_repeat_interleave(part.shape[0])
-                mask = torch.ones(part.shape[0], cache.get_seq_length() + part.shape[1], dtype=torch.long, device=part.device)
+                mask = torch.ones(part.shape[0], cache.get_seq_length() + part.shape[1], dtype=torch.long,
+                                  device=part.device)
                 yield part, self.model(input_ids=part, cache=cache, use_cache=True, attention_mask=mask).logits
 
     def losses(self, rest, progress=None) -> list[float]:
@@ -274,7 +274,8 @@ def summarise(exposures: list[dict], auc: float | None, n_members: int, n_nonmem
                        "mean_exposure_fitted": sum(e["exposure_fitted"] for e in mine) / len(mine),
                        "extracted": sum(e.get("exact_rank") == 1 for e in mine)})
     return {"candidates": candidates, "max_measurable_bits": math.log2(candidates + 1), "format_bits": math.log2(SPACE),
-            "exact": sum("exact_rank" in e for e in exposures), "groups": groups, "canaries": exposures, "membership_auc": auc, "members": n_members,
+            "exact": sum("exact_rank" in e for e in exposures), "groups": groups, "canaries": exposures,
+            "membership_auc": auc, "members": n_members,
             "non_members": n_nonmembers}
 
 

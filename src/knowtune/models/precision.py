@@ -86,8 +86,6 @@ def answering_precision(model):
     `autocast(enabled=False)` would turn that off). Autocast is per thread: enter it in the thread that generates."""
     import contextlib
 
-    import torch
-
     if not getattr(model, "answers_in_bf16", False):
         return contextlib.nullcontext()
-    return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)
+    return autocast(True, next(model.parameters()).device.type)

@@ -50,7 +50,7 @@ def hidden_features(model, tokenizer, texts: list[str], *, layer: int = -1, pool
     import torch
 
     from knowtune.io import write_bytes
-    from knowtune.models.precision import use_bf16
+    from knowtune.models.precision import autocast, use_bf16
 
     if pooling not in POOLING:
         raise ValueError(f"pooling must be one of {POOLING}")
@@ -70,7 +70,7 @@ def hidden_features(model, tokenizer, texts: list[str], *, layer: int = -1, pool
         for i in range(0, len(texts), batch_size):
             batch = tokenizer([texts[j] for j in order[i: i + batch_size]], return_tensors="pt", padding=True,
                               truncation=True, max_length=max_length).to(device)
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.no_grad(), autocast(bf16, device.type):
                 # the decoder alone: no vocabulary projection of every token
                 states = encoder(**batch, output_hidden_states=True).hidden_states[layer].float()  # (B, T, d)
             mask = batch["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from knowtune.eval.generate import pad_batch
-from knowtune.train.lifecycle import read_checkpoint, write_checkpoint
 from knowtune.models.precision import autocast, use_bf16
+from knowtune.train.lifecycle import read_checkpoint, write_checkpoint
 from knowtune.train.methods import ppo_losses as L
 from knowtune.train.optim import make_optimizer, make_scheduler
 
