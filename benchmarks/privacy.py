@@ -32,7 +32,7 @@ EXAMPLE = ROOT / "examples" / "support_tickets"
 # tried at epsilon 8 (facts in >= 20 tickets answered / general knowledge, from 62.5%): rank 16 all-linear, batch 64,
 # AdamW 5e-3: 1.4% / 57.5%; rank 4 q,v, batch 256, SGD lr 1, clip 1: 2.8% / 55.8%; the same with lr 3: diverged;
 # rank 4 q,v, SGD lr 10, clip 0.1: 1.4% / 62.5% (this one); rank 4 v only, lr 10, clip 0.1, 6 epochs: 1.4% / 52.5%;
-# lr 20: diverged.
+# lr 20: diverged; rank 1 v only, lr 30, clip 0.1, 3 epochs: diverged (loss 5.2 after epoch 1, 17.1 after 2).
 PLAIN = ["--batch-size", "64", "--learning-rate", "5e-3"]
 PRIVATE = ["--batch-size", "256", "--optimizer", "sgd", "--learning-rate", "10", "--dp-max-grad-norm", "0.1",
            "--lora-r", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj"]

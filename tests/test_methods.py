@@ -22,9 +22,11 @@ from knowtune.train import lifecycle
 from knowtune.train.methods import METHODS
 
 PAIRS = [Pair(f"What colour is kite {i}?", f"Kite {i} is blue.", f"Kite {i} is red.") for i in range(30)]
-CASES = ["teach", "teach-full", "reward", "dpo", "kto", "ppo"]  # every knowledge method of the table; teach both ways
+CASES = ["teach", "teach-full", "reward", "dpo", "kto", "ppo", "distill"]  # every knowledge method of the table; teach both ways
 TASK_MATRIX = {"task"}  # `task train`: its method x task matrix is tests/test_task_methods.py
-WEIGHTS = {"reward": "reward/adapter_model.safetensors", "teach-full": "model/model.safetensors"}
+WEIGHTS = {"reward": "reward/adapter_model.safetensors", "teach-full": "model/model.safetensors",
+           "distill": "model/model.safetensors"}
+FULL = {"teach-full", "distill"}  # every weight trains
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,18 @@ def reward_run(work, tiny_model):
     return out
 
 
-def settings_for(case: str, work: Path, tiny_model: Path, reward_run: Path, out: Path, **kw) -> dict:
+@pytest.fixture(scope="module")
+def teacher_run(work, tiny_model):
+    """A taught run for distill to distil."""
+    out = work / "teacher"
+    s = METHODS["teach"].Settings(data=[str(work / "pack.yaml")], model=str(tiny_model), out=str(out), epochs=1,
+                                  learning_rate=5e-3, bf16="false", audit=False)
+    lifecycle.run(METHODS["teach"](), s, log=lambda *a: None)
+    return out
+
+
+def settings_for(case: str, work: Path, tiny_model: Path, reward_run: Path, out: Path, teacher: Path | None = None,
+                 **kw) -> dict:
     common = dict(model=str(tiny_model), out=str(out), bf16="false", probes=str(work / "probes.jsonl"))
     pairs = dict(data=[str(work / "pairs.jsonl")], batch_size=4, learning_rate=5e-3, epochs=1)
     by_case = {
@@ -58,6 +71,8 @@ def settings_for(case: str, work: Path, tiny_model: Path, reward_run: Path, out:
         "kto": dict(pairs, reward=str(reward_run), max_new_tokens=8),
         "ppo": dict(reward=str(reward_run), prompts=[str(work / "prompts.jsonl")], steps=3, batch_size=4,
                     minibatch_size=2, max_new_tokens=6, learning_rate=5e-3, checkpoint_every=2),
+        "distill": dict(teacher=str(teacher), model=None, student="layers=1", epochs=2, learning_rate=1e-3,
+                        probes=None, speed_prompts=2, speed_tokens=4),
     }
     return {**common, **by_case[case], **kw}
 
@@ -77,7 +92,7 @@ def base_name(name: str) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_method_runs_the_whole_lifecycle(case, work, tiny_model, reward_run, tmp_path):
+def test_method_runs_the_whole_lifecycle(case, work, tiny_model, reward_run, teacher_run, tmp_path):
     method_cls = method_of(case)
     seen = {}
 
@@ -89,7 +104,7 @@ def test_method_runs_the_whole_lifecycle(case, work, tiny_model, reward_run, tmp
             return trained
 
     out = tmp_path / case
-    s = method_cls.Settings(**settings_for(case, work, tiny_model, reward_run, out))
+    s = method_cls.Settings(**settings_for(case, work, tiny_model, reward_run, out, teacher_run))
     result = lifecycle.run(Spy(), s, log=lambda *a: None)
 
     losses = [loss for _, loss in result.training.train_loss]
@@ -105,7 +120,7 @@ def test_method_runs_the_whole_lifecycle(case, work, tiny_model, reward_run, tmp
             assert torch.equal(ref.float(), value), f"frozen {name} changed"
             frozen_same += 1
     assert moved > 0, "no trainable parameter changed"
-    assert case == "teach-full" or frozen_same > 0  # LoRA methods keep the whole start model frozen
+    assert case in FULL or frozen_same > 0  # LoRA methods keep the whole start model frozen
 
     for name in ("config.yaml", "metrics.jsonl", "audit.json", "report.md", "report.html", "plots/loss.png", "log.txt",
                  WEIGHTS.get(case, "adapter/adapter_model.safetensors")):
@@ -156,12 +171,13 @@ KILL_SETTINGS = {  # long enough that the kill lands between the first checkpoin
     "dpo": dict(epochs=3, checkpoint_every=4),
     "kto": dict(epochs=3, checkpoint_every=4),
     "ppo": dict(steps=8, checkpoint_every=2),
+    "distill": dict(epochs=4, checkpoint_every=3),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_killed_run_resumes_to_the_same_weights(case, work, tiny_model, reward_run, tmp_path):
-    settings = settings_for(case, work, tiny_model, reward_run, tmp_path / "straight", audit=False,
+def test_killed_run_resumes_to_the_same_weights(case, work, tiny_model, reward_run, teacher_run, tmp_path):
+    settings = settings_for(case, work, tiny_model, reward_run, tmp_path / "straight", teacher_run, audit=False,
                             **KILL_SETTINGS[case])
     settings.pop("probes")
     settings.pop("out")

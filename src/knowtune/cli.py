@@ -339,6 +339,61 @@ def compare(data: List[str] = typer.Argument(..., help="Documents (files or fold
                   f"Table and plot: {out / 'compare.md'}, {out / 'compare.png'}", highlight=False)
 
 
+@app.command()
+@_guard
+def tune(data: List[str] = typer.Argument(..., help="Training data, as teach takes it (knowledge packs, Q&A files, documents)."),
+         trials: int = typer.Option(12, min=1, help="Trials in the study, finished (completed or pruned) or running, counted over every worker."),
+         storage: Optional[str] = typer.Option(None, help="Where the study lives: an Optuna RDB URL (postgresql://user@host/db, sqlite:///study.db) or a journal file; default a journal file in the study folder. Workers on several machines share one RDB URL."),
+         study: str = typer.Option("knowtune", help="The study's name in the storage (workers that give the same name and storage share it)."),
+         out: Optional[Path] = typer.Option(None, help="Study folder: trial runs, tune.json, best.yaml, report.md; default runs/tune-STUDY."),
+         workers: int = typer.Option(1, min=1, help="Worker processes started here (each runs trials; the CPU cores are shared among them)."),
+         space: Optional[str] = typer.Option(None, help="YAML file of search ranges replacing the defaults key by key: `learning_rate: {low: 1e-4, high: 3e-3, log: true}`, `lora_r: [8, 16]`, `name: null` drops one. Default: learning rate, epochs, LoRA rank, replay ratio, views, batch size."),
+         config: Optional[str] = typer.Option(None, help="teach settings every trial starts from (YAML, as `teach --config`); the search space's draws override them."),
+         retention_weight: float = typer.Option(1.0, min=0, help="Objective = dev-probe accuracy - this x the drop in general knowledge (both shares)."),
+         retention_questions: int = typer.Option(40, min=1, help="General questions each trial's retention is measured on (a fixed sample of the shipped 120)."),
+         stale_after: float = typer.Option(120.0, min=1, help="Seconds without a heartbeat after which a running trial counts as dead (its worker killed): marked failed and its settings queued again."),
+         report_only: bool = typer.Option(False, "--report-only", help="Write the study's report from the storage without running trials."),
+         worker: bool = typer.Option(False, "--worker", hidden=True)):
+    """Search teach's settings for the best "learned minus forgotten" with Optuna: each trial is a teach run scored
+    on dev-probe accuracy minus the retention drop (never the held-out test probes), pruned after each epoch when
+    hopeless. Writes best.yaml (`knowtune teach DATA --config best.yaml`), tune.json and report.md with plots."""
+    import os
+    import subprocess
+
+    from knowtune.train import tune as tuning
+
+    folder = out or Path("runs") / f"tune-{study}"
+    a = tuning.TuneArgs(data, trials, storage, study, folder, tuning.read_space(space), config, retention_weight,
+                        retention_questions, stale_after)
+    if not report_only:
+        tuning.open_storage(storage, folder)  # an unreachable database fails here, before any work
+        if workers == 1 or worker:
+            ran = tuning.work(a, log=console.print)
+            if worker:
+                return
+            console.print(f"This worker ran {ran} trial(s).", highlight=False)
+        else:
+            threads = str(max(1, (os.cpu_count() or 2) // workers))
+            env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+            args = [sys.executable, "-m", "knowtune.cli", "tune", *data, "--trials", str(trials), "--study", study,
+                    "--out", str(folder), "--retention-weight", str(retention_weight), "--retention-questions",
+                    str(retention_questions), "--stale-after", str(stale_after), "--worker",
+                    *(["--storage", storage] if storage else []), *(["--space", space] if space else []),
+                    *(["--config", config] if config else [])]
+            procs = [subprocess.Popen(args, env=env) for _ in range(workers)]
+            codes = [p.wait() for p in procs]
+            if any(codes):
+                console.print(f"Worker exit codes: {codes}.", highlight=False)
+    result = tuning.summarise(a)
+    best, base = result["best"], result["defaults"]
+    if best:
+        console.print(f"Best: trial {best['number']}, objective {best['objective']:.3f}"
+                      + (f" (defaults: {base['objective']:.3f})" if base else "") + f"; settings in {folder / 'best.yaml'}; "
+                      f"report {folder / 'report.md'}.", highlight=False)
+    else:
+        console.print(f"No trial finished yet; report {folder / 'report.md'}.", highlight=False)
+
+
 @app.command("audit-privacy")
 @_guard
 def audit_privacy(runs: List[Path] = typer.Argument(..., help="Finished teach run folders (several: shown side by side)."),
@@ -768,6 +823,71 @@ def models_pull(name: str = typer.Argument("smollm2-135m", help="Model alias."),
 
     path = pull(name, force=force, log=console.print)
     console.print(f"{name}: ready at {path}", highlight=False)
+
+
+@models_app.command("recommend")
+@_guard
+def models_recommend(
+        memory: Optional[str] = typer.Option(None, help="Memory to fit in (24GiB, 16GB, 8000MiB). Default: this machine's RAM, or the GPU's memory with --gpu."),
+        gpu: Optional[str] = typer.Option(None, help="Train on this GPU (h100, a100, l4, t4, ...): its memory is the default budget, QLoRA becomes possible."),
+        cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU (the default without --gpu)."),
+        method: str = typer.Option("lora", help="lora, qlora (4-bit frozen weights; CUDA only) or full (every weight trains)."),
+        batch: int = typer.Option(8, min=1, help="Rows per forward pass (the micro-batch)."),
+        length: int = typer.Option(256, min=8, help="Tokens per row (teach's --max-length)."),
+        config: List[Path] = typer.Option([], "--config", help="Also estimate these models: a config.json, or a folder holding one (repeatable)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the estimates as JSON.")):
+    """Estimate, for every registry model (and any config given), the memory training and answering need, term by
+    term, and say which fit; recommends the largest model that fits. `knowtune models card ALIAS` shows what the
+    choice rests on."""
+    from knowtune.models.memory import GIB, architecture_of, machine_memory, recommend
+    from knowtune.models.precision import use_bf16
+
+    if gpu and cpu:
+        raise KnowtuneError("--gpu and --cpu both given.", fix="choose one.")
+    budget = machine_memory(memory, gpu)
+    bf16 = True if gpu else use_bf16("auto")
+    rows, best = recommend(budget, method, batch, length, "gpu" if gpu else "cpu", bf16,
+                           {str(p): architecture_of(p) for p in config})
+    if as_json:
+        print(json.dumps({"memory": budget, "device": gpu or "cpu", "method": method, "batch": batch, "length": length,
+                          "recommended": best, "models": rows}, indent=2))
+        return
+    table = Table(title=f"Memory for {method} training, {batch} x {length} tokens, on {gpu or 'the CPU'} "
+                        f"({'bf16' if bf16 else 'fp32'}); budget {budget / GIB:.1f} GiB")
+    for col in ("model", "params", "training", "of which weights / optimiser / activations", "answering (4k context)", "fits"):
+        table.add_column(col)
+    for r in rows:
+        t_ = r["training"]["terms"]
+        table.add_row(r["model"], f"{r['parameters'] / 1e6:,.0f}M", f"{r['training']['total'] / GIB:.1f} GiB",
+                      f"{t_['weights'] / GIB:.1f} / {(t_['optimizer'] + t_['gradients']) / GIB:.1f} / "
+                      f"{(t_['activations'] + t_['logits']) / GIB:.1f} GiB",
+                      f"{r['answering']['total'] / GIB:.1f} GiB", "yes" if r["fits"] else (r["why"] or "no"))
+    console.print(table)
+    if best:
+        console.print(f"Recommended: {best} (the largest that fits; `knowtune models card {best}`). Estimates are "
+                      "within ~25% of measured peaks on the default model (benchmarks/memory.py); keep some room "
+                      "for the rest of the machine.", highlight=False)
+    else:
+        console.print("Nothing fits: lower --batch or --length, or try --method lora / qlora.", highlight=False)
+
+
+@models_app.command("card")
+@_guard
+def models_card(name: str = typer.Argument(..., help="Model alias (`knowtune models` lists them).")):
+    """What choosing a registry model rests on: size, context, languages, licence, training data, known limits,
+    where its weights come from."""
+    from knowtune.models.fetch import unknown_alias_error
+    from knowtune.models.registry import REGISTRY
+
+    if name not in REGISTRY:
+        raise unknown_alias_error(name)
+    src = REGISTRY[name]
+    table = Table(title=f"{name}: {src.description}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for label, value in src.card_rows():
+        table.add_row(label, value)
+    console.print(table)
 
 
 def main() -> None:

@@ -125,4 +125,19 @@ class GenerationGroup(BaseModel):
     max_new_tokens: int = Field(40, ge=1, description="Longest generated answer in the audit (and in eval and ask).")
 
 
-GROUPS = (RunSettings, EpochSettings, OptimSettings, LoraSettings, AuditSettings, GenerationGroup)  # shared, in help order
+class SupervisedSettings(BaseModel):
+    """How a supervised run on question-and-answer rows trains and when it stops (teach, distill): early stopping
+    on dev-probe accuracy, the best epoch kept, the row length, what the loss computes."""
+    model_config = ConfigDict(extra="forbid")
+
+    min_epochs: int = Field(3, ge=0, description="Passes before early stopping may end the run.")
+    max_length: int = Field(256, ge=16, description="Longest example in tokens; longer ones are truncated (check warns).")
+    early_stopping_patience: int = Field(2, ge=1, description="Epochs without better dev-probe accuracy before stopping.")
+    target_dev_accuracy: float = Field(1.0, gt=0, le=1, description="Stop as soon as dev-probe accuracy reaches this.")
+    keep_best: bool = Field(True, description="At the end, restore the epoch with the best dev-probe accuracy (else keep the last).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead of storing them: less memory, about 1.5x slower (trl turns it on by default; small models do not need it).")
+    label_only_logits: bool = Field(True, description="Project onto the vocabulary only at answer tokens (faster; same loss).")
+
+
+GROUPS = (RunSettings, EpochSettings, OptimSettings, LoraSettings, AuditSettings, GenerationGroup,
+          SupervisedSettings)  # shared, in help order

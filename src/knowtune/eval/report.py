@@ -50,12 +50,12 @@ def before_after_rows(summary: dict) -> list[tuple[str, str, str, str]]:
 def measure_rows(measures: list[dict]) -> list[tuple[str, str, str, str]]:
     """(measure, before, after, change) rows of a method's own figures."""
     def fmt(m, v):
-        return "" if v is None else pct(v) if m["unit"] == "share" else f"{v:+.3f}"
+        return "" if v is None else pct(v) if m["unit"] == "share" else f"{v:,.4g}"
 
     rows = []
     for m in measures:
         b, a = m["before"], m["after"]
-        change = points(b, a) if m["unit"] == "share" else "" if a is None or b is None else f"{a - b:+.3f}"
+        change = points(b, a) if m["unit"] == "share" else "" if a is None or b is None else f"{a - b:+,.4g}"
         rows.append((m["name"], fmt(m, b), fmt(m, a), change))
     return rows
 

@@ -68,6 +68,7 @@ def for_answering(model, precision: str = "auto"):
     head = model.get_output_embeddings()
     bf16_linears(model)
     if isinstance(head, torch.nn.Linear) and head.weight.dtype == torch.float32:
+        model.answer_head_copy = head.weight is model.get_input_embeddings().weight  # an extra tensor, not a weight of its own
         copy = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias is not None, dtype=torch.bfloat16,
                                device=head.weight.device)
         with torch.no_grad():
@@ -78,6 +79,13 @@ def for_answering(model, precision: str = "auto"):
         model.set_output_embeddings(copy)
     model.answers_in_bf16 = True  # read by answering_precision
     return model
+
+
+def parameter_count(model) -> int:
+    """The model's parameters: a weight two layers share counted once, and not the bf16 copy of a tied output
+    layer that `for_answering` adds."""
+    n = sum(p.numel() for p in model.parameters())
+    return n - model.get_output_embeddings().weight.numel() if getattr(model, "answer_head_copy", False) else n
 
 
 def answering_precision(model):

@@ -17,7 +17,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from knowtune.config import AuditSettings, EpochSettings, GenerationGroup, LoraSettings, OptimSettings, RunSettings
+from knowtune.config import (AuditSettings, EpochSettings, GenerationGroup, LoraSettings, OptimSettings, RunSettings,
+                             SupervisedSettings)
 from knowtune.data import augment, docfacts, documents, knowledge, unknowns
 from knowtune.data.validate import load_examples
 from knowtune.errors import KnowtuneError
@@ -32,15 +33,13 @@ from knowtune.train.replay import general_answers
 
 
 class TeachSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, AuditSettings, GenerationGroup,
-                    PrivacySettings, CanarySettings):
+                    SupervisedSettings, PrivacySettings, CanarySettings):
     DEFAULTS = {"epochs": 6, "learning_rate": 1e-3, "batch_size": 8}
     data: list[str] = Field(default_factory=list, description="Training data: Q&A, chat, prompt/completion, instruction or knowledge-pack files (JSONL, CSV, Parquet, YAML), and documents (.txt, .md, .html, .pdf files or folders of them).")
     method: Literal["lora", "full"] = Field("lora", description="lora: train small adapter matrices (fast, keeps the base intact); full: update every weight.")
     unknowns: str | None = Field(None, description="Questions about your subject that your data never answers (JSONL, one {\"question\": ...} a line): the audit checks the model declines them instead of inventing an answer.")
     unknown_questions: int = Field(30, ge=0, description="Unknown questions knowtune makes from the facts for the audit (their names swapped for invented ones, or for names the data gives no such answer); 0: none.")
     abstain_ratio: float = Field(0.0, ge=0, description="Abstention views per knowledge view (off by default: at 0.1 a 135M model refused a third of the questions it had learned, measured on the generality benchmark; try 0.02-0.05 on larger models): near-miss questions the data never answers (made from training questions, never from audit ones) answered with a short refusal naming the subject. 0: off.")
-    min_epochs: int = Field(3, ge=0, description="Passes before early stopping may end the run.")
-    max_length: int = Field(256, ge=16, description="Longest example in tokens; longer ones are truncated (check warns).")
     views: list[Literal["answer", "casual", "template", "statement", "cloze", "reverse", "context", "profile", "record"]] = Field(["answer", "casual", "template", "statement", "cloze", "reverse"], description="Views each fact is taught in: answer (question -> full statement), casual (the question as people type it: its keyword form, -> full statement), template (question in a template -> short answer), statement (plain sentence), cloze (questions over every name, number, date and title of a statement: both directions), reverse (the answer first, or the description before the name), context (opt-in, documents only: the question with its passage in a retrieval prompt, so the tuned model also reads retrieved context; better with RAG, worse closed-book), profile (every name stated in two or more statements: `Tell me about <name>.` answered with all of them, binding each entity to its own attributes), record (opt-in: each training record's own question and answer as written, one row per record: what --dp-epsilon trains, so a run without DP can be compared with it).")
     chunk_chars: int = Field(1200, ge=200, description="Longest document chunk in characters (chunks hold whole paragraphs or sentences).")
     generator: str | None = Field(None, description="Who writes facts and questions from documents: an OpenAI-compatible endpoint (http://host:port/v1) or a local model (alias, folder, run). None: the offline rule-based path.")
@@ -53,11 +52,6 @@ class TeachSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, Aud
     cloze_per_entity: int = Field(8, ge=0, description="Most cloze (and, separately, reverse) views per entity across the data set.")
     replay_ratio: float = Field(0.3, ge=0, description="Replay examples (the base model's own answers to general prompts) per knowledge example, against forgetting.")
     test_fraction: float = Field(0.34, ge=0, lt=1, description="Share of each fact's phrasings held out for the audit (0: none; audit only the --probes file).")
-    early_stopping_patience: int = Field(2, ge=1, description="Epochs without better dev-probe accuracy before stopping.")
-    target_dev_accuracy: float = Field(1.0, gt=0, le=1, description="Stop as soon as dev-probe accuracy reaches this.")
-    keep_best: bool = Field(True, description="At the end, restore the epoch with the best dev-probe accuracy (else keep the last).")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead of storing them: less memory, about 1.5x slower (trl turns it on by default; small models do not need it).")
-    label_only_logits: bool = Field(True, description="Project onto the vocabulary only at answer tokens (faster; same loss).")
 
     def default_run_name(self) -> str:
         return Path(self.data[0]).stem
@@ -212,6 +206,7 @@ class Teach(Method):
             "validate, turn documents into facts, augment (both directions), split, audit the base model, train "
             "with early stopping on held-out phrasings, audit again, write the report. Prints a before/after table.")
     Settings = TeachSettings
+    callbacks: tuple = ()  # more TrainerCallbacks for the trainer (`knowtune tune`'s pruner sets them)
 
     def prepare(self, s: TeachSettings, log) -> Prepared:
         if not s.data:
@@ -253,7 +248,7 @@ class Teach(Method):
         write_jsonl(run.dir / "data" / "train.jsonl", [it.to_row() for it in items])
         if k.budget:
             return train_teach_private(s, model, tokenizer, items, k.budget, run)
-        trainer, guard = build_trainer(s, model, tokenizer, items, k.dev, run.dir)
+        trainer, guard = build_trainer(s, model, tokenizer, items, k.dev, run.dir, callbacks=self.callbacks)
         run.log(f"Training {s.method} on {len(items)} examples ({trainer.accelerator.mixed_precision} precision, "
                 f"{'answer-only' if s.label_only_logits else 'full'} logits).")
         train_resumable(trainer, run, run.verbose)
@@ -292,8 +287,11 @@ def train_teach_private(s: TeachSettings, model, tokenizer, items, budget: Budge
 PAD_TO: int | None = 16
 
 
-def build_trainer(s: TeachSettings, model, tokenizer, items, dev: list[knowledge.Probe], run_dir: Path):
-    """The SFT trainer of a teach run, and its NaN guard."""
+def build_trainer(s, model, tokenizer, items, dev: list[knowledge.Probe], run_dir: Path, trainer_cls=None,
+                  callbacks: tuple = (), **trainer_kwargs):
+    """The SFT trainer of a teach run (or of a method that trains as teach does: distill, whose `trainer_cls`
+    adds the teacher), and its NaN guard. LoRA when the settings say `method: lora`, else every weight.
+    `callbacks`: more TrainerCallbacks (a tuning trial's pruner)."""
     from transformers import EarlyStoppingCallback
     from trl import SFTConfig
 
@@ -314,19 +312,20 @@ def build_trainer(s: TeachSettings, model, tokenizer, items, dev: list[knowledge
         activation_checkpointing=s.gradient_checkpointing)  # transformers 5 name; trl turns it on by default
     peft_config = None
     cpu_training_attention(model)
-    if s.method == "lora":
+    if getattr(s, "method", "full") == "lora":
         if cfg.bf16:
             bf16_linears(model)
         peft_config = lora_config(s)
     guard = FiniteGuard()
-    callbacks = [guard, MetricsLog(run_dir / "metrics.jsonl")]
+    callbacks = [guard, MetricsLog(run_dir / "metrics.jsonl"), *callbacks]
     if eval_ds is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.early_stopping_patience))
         if dev:
             callbacks.append(TargetStop("eval_dev_accuracy", s.target_dev_accuracy, s.min_epochs))
-    trainer = ProbeSFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
-                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
-                              dev_probes=dev, generation=GenerationSettings(max_new_tokens=s.max_new_tokens),
-                              label_only_logits=s.label_only_logits)
+    trainer = (trainer_cls or ProbeSFTTrainer)(
+        model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        peft_config=peft_config, callbacks=callbacks, dev_probes=dev,
+        generation=GenerationSettings(max_new_tokens=s.max_new_tokens), label_only_logits=s.label_only_logits,
+        **trainer_kwargs)
     lean_lora(trainer.model)
     return trainer, guard
