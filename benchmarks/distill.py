@@ -43,8 +43,8 @@ def main() -> int:
         run(a.teacher, "teach", str(ROOT / "examples" / "brindlemoor_kite_works.yaml"), "--config",
             str(ROOT / "configs" / "teach.yaml"))
     extra = [x for kv in a.set for x in ("--set", kv)]
-    # the student with the teacher first (the figure the targets are about), then alone; a rerun after both
-    # are done puts the alone figures into the first one's report as well
+    # the student with the teacher first (the figure the targets are about), then alone; the alone run's figures
+    # reach the first one's report only when it existed first (delete runs/distill/kd to redo it with them)
     done = (a.out / "alone" / "audit.json").exists()
     kd = run(a.out / "kd", "distill", str(a.teacher), "--student", a.student,
              *(["--without-teacher", str(a.out / "alone")] if done else []), *extra)

@@ -109,8 +109,11 @@ def test_bad_space_and_storage_are_refused_before_work(tmp_path):
         tune.read_space(str(bad))
     from knowtune.cli import app
 
+    pack = small_pack(tmp_path / "pack.yaml")
+    got = CliRunner().invoke(app, ["tune", str(tmp_path / "nothing.yaml"), "--out", str(tmp_path / "t")])
+    assert got.exit_code == 1 and "No such data" in got.output and not (tmp_path / "t").exists()
     for url in ("sqlite:////no/such/folder/study.db", "postgresql://nobody@127.0.0.1:1/none"):
-        got = CliRunner().invoke(app, ["tune", "x.yaml", "--storage", url, "--out", str(tmp_path / "t")])
+        got = CliRunner().invoke(app, ["tune", str(pack), "--storage", url, "--out", str(tmp_path / "t")])
         assert got.exit_code == 1 and "cannot open the study database" in got.output, got.output
         assert not (tmp_path / "t").exists()
 
@@ -120,3 +123,33 @@ def test_defaults_are_trial_zero_when_they_fall_in_the_space():
     d = tune.defaults_in(space, {"lora_r": 8})
     assert d["lora_r"] == 8 and d["learning_rate"] == 1e-3 and d["views"].startswith("answer,casual")
     assert "lora_r" not in tune.defaults_in(space, {"lora_r": 12})  # outside the choices: sampled instead
+
+
+def test_space_numbers_written_as_yaml_reads_them(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("learning_rate: {low: 1e-4, high: 3e-3, log: true}\nepochs: {low: 2, high: 16, log: true}\n")
+    read = tune.read_space(str(space))
+    assert read["learning_rate"] == {"low": 1e-4, "high": 3e-3, "log": True}
+    import optuna
+
+    trial = optuna.create_study().ask()
+    got = tune.suggest(trial, {k: read[k] for k in ("learning_rate", "epochs")})
+    assert isinstance(got["epochs"], int) and 1e-4 <= got["learning_rate"] <= 3e-3
+    assert tune.defaults_in(read, {})["learning_rate"] == 1e-3
+
+
+def test_a_trial_given_up_by_another_worker_is_not_told_and_a_dead_retry_is_not_requeued():
+    import optuna
+
+    S = optuna.trial.TrialState
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("heartbeat", 0.0)  # long ago
+    assert tune.reap_stale(study, 60, log=lambda *a: None) == 1
+    assert study.trials[0].state == S.FAIL and study.trials[1].state == S.WAITING  # queued again
+    assert tune.told(study, trial, 0.5, log=lambda *a: None) is False  # the late result is dropped, no crash
+    retry = study.ask()
+    assert retry.user_attrs["retry_of"] == 0 and retry.suggest_float("x", 0, 1) == study.trials[0].params["x"]
+    retry.set_user_attr("heartbeat", 0.0)
+    assert tune.reap_stale(study, 60, log=lambda *a: None) == 1
+    assert [t.state for t in study.trials] == [S.FAIL, S.FAIL]  # a retry that died again is not queued a third time

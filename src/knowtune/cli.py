@@ -366,7 +366,8 @@ def tune(data: List[str] = typer.Argument(..., help="Training data, as teach tak
     a = tuning.TuneArgs(data, trials, storage, study, folder, tuning.read_space(space), config, retention_weight,
                         retention_questions, stale_after)
     if not report_only:
-        tuning.open_storage(storage, folder)  # an unreachable database fails here, before any work
+        tuning.check_inputs(a)  # missing data, a --config teach refuses, an unreachable database: before any work
+        tuning.open_storage(storage, folder)
         if workers == 1 or worker:
             ran = tuning.work(a, log=console.print)
             if worker:
@@ -381,7 +382,14 @@ def tune(data: List[str] = typer.Argument(..., help="Training data, as teach tak
                     *(["--storage", storage] if storage else []), *(["--space", space] if space else []),
                     *(["--config", config] if config else [])]
             procs = [subprocess.Popen(args, env=env) for _ in range(workers)]
-            codes = [p.wait() for p in procs]
+            try:
+                codes = [p.wait() for p in procs]
+            except KeyboardInterrupt:
+                for p in procs:
+                    p.terminate()
+                raise KnowtuneError("Interrupted: the workers were stopped; their running trials will be marked failed "
+                                    "and queued again when the study continues.",
+                                    fix="continue with the same command (same --out / --storage and --study).")
             if any(codes):
                 console.print(f"Worker exit codes: {codes}.", highlight=False)
     result = tuning.summarise(a)
@@ -864,9 +872,9 @@ def models_recommend(
                       f"{r['answering']['total'] / GIB:.1f} GiB", "yes" if r["fits"] else (r["why"] or "no"))
     console.print(table)
     if best:
-        console.print(f"Recommended: {best} (the largest that fits; `knowtune models card {best}`). Estimates are "
-                      "within ~25% of measured peaks on the default model (benchmarks/memory.py); keep some room "
-                      "for the rest of the machine.", highlight=False)
+        console.print(f"Recommended: {best} (the largest that fits; `knowtune models card {best}`). Training "
+                      "estimates were within 11% of measured peaks for the default model (benchmarks/memory.py); "
+                      "keep some room for the rest of the machine.", highlight=False)
     else:
         console.print("Nothing fits: lower --batch or --length, or try --method lora / qlora.", highlight=False)
 

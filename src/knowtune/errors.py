@@ -12,6 +12,10 @@ class KnowtuneError(Exception):
         super().__init__(message if not fix else f"{message}\nWhat to do: {fix}")
 
 
+class Interrupted(KnowtuneError):
+    """Ctrl-C during training, after a checkpoint was saved: stop, do not carry on with other work."""
+
+
 class DataError(KnowtuneError):
     """Bad input data. `problems` holds every line-numbered problem found, not just the first."""
 

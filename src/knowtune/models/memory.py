@@ -100,7 +100,9 @@ def training_memory(arch: Architecture, method: str = "lora", batch: int = 8, le
     # eager attention's scores and probabilities per head and key (fp32 softmax, its output in the autocast dtype)
     h, i, kv = arch.hidden, arch.intermediate, arch.kv_heads * arch.hd
     per_token = act * (6 * h + 2 * kv + 5 * i) + 4 * 3 * h
-    attention = arch.heads * length * (4 + 4 + act)
+    # the CPU trains with eager attention (scores and probabilities kept: grows with the square of the length);
+    # a GPU keeps SDPA, whose fused kernels keep only a few numbers per head and token
+    attention = arch.heads * length * (4 + 4 + act) if device == "cpu" else arch.heads * 8
     blocks = 1 if gradient_checkpointing else arch.layers
     activations = tokens * blocks * (per_token + attention)
     if gradient_checkpointing:
@@ -160,7 +162,8 @@ def machine_memory(memory: str | None, gpu: str | None) -> int:
 def recommend(budget: int, method: str, batch: int, length: int, device: str, bf16: bool,
               extra: dict[str, Architecture] | None = None) -> tuple[list[dict], str | None]:
     """Training and answering estimates for every registry model (and `extra` ones), whether each fits in
-    `budget`; and the largest that fits (None: none). A combination whose estimate exceeds the budget never fits."""
+    `budget` (both estimates within it); and the largest that fits (None: none). A combination whose estimate
+    exceeds the budget never fits."""
     from knowtune.errors import KnowtuneError
     from knowtune.models.registry import REGISTRY
 
@@ -173,9 +176,9 @@ def recommend(budget: int, method: str, batch: int, length: int, device: str, bf
         train = training_memory(arch, method, batch, length, device, bf16)
         answer = inference_memory(arch, 1, min(arch.context, 4096), device, bf16)
         possible = not (method == "qlora" and device == "cpu")
+        fits = possible and train.total <= budget and answer.total <= budget
         rows.append({"model": name, "parameters": arch.parameters, "training": train.to_json(),
-                     "answering": answer.to_json(), "fits": possible and train.total <= budget,
-                     "why": "" if possible else "QLoRA needs a CUDA GPU"})
+                     "answering": answer.to_json(), "fits": fits, "why": "" if possible else "QLoRA needs a CUDA GPU"})
     fitting = [r for r in rows if r["fits"]]
     return rows, max(fitting, key=lambda r: r["parameters"])["model"] if fitting else None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import types
 
-from knowtune.errors import KnowtuneError
+from knowtune.errors import Interrupted, KnowtuneError
 from knowtune.models.precision import use_bf16
 from knowtune.train.optim import hf_optimizer
 
@@ -107,5 +107,5 @@ def train_resumable(trainer, run, verbose: bool = False) -> None:
         trainer.train(resume_from_checkpoint=run.checkpoint())
     except KeyboardInterrupt:
         trainer._save_checkpoint(trainer.model, trial=None)  # the Trainer's own full checkpoint
-        raise KnowtuneError(f"Interrupted at step {trainer.state.global_step}; a checkpoint was saved.",
+        raise Interrupted(f"Interrupted at step {trainer.state.global_step}; a checkpoint was saved.",
                             fix=f"continue with the same command and --out {run.dir} --resume.")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from knowtune.errors import KnowtuneError
+from knowtune.errors import Interrupted, KnowtuneError
 
 DEFAULT_SPACE: dict[str, Any] = {
     "learning_rate": {"low": 1e-4, "high": 3e-3, "log": True},
@@ -52,7 +52,13 @@ def read_space(path: str | None) -> dict[str, Any]:
 
     space = dict(DEFAULT_SPACE)
     if path:
-        loaded = yaml.safe_load(Path(path).read_text()) if Path(path).exists() else None
+        if not Path(path).exists():
+            raise KnowtuneError(f"{path}: no such search-space file.", fix="check the --space path.")
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise KnowtuneError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}).",
+                                fix="fix the file; `knowtune tune --help` shows the form of an entry.") from exc
         if not isinstance(loaded, dict):
             raise KnowtuneError(f"{path}: a search space is a YAML mapping of teach settings to ranges or choices.",
                                 fix="write e.g. `learning_rate: {low: 1e-4, high: 3e-3, log: true}` and `lora_r: [8, 16]`.")
@@ -62,12 +68,28 @@ def read_space(path: str | None) -> dict[str, Any]:
         if name not in TeachSettings.model_fields:
             raise KnowtuneError(f"search space: {name!r} is not a teach setting.",
                                 fix="use the names `knowtune teach --help` lists, with underscores (learning_rate).")
-        if isinstance(entry, dict) and not ({"low", "high"} <= set(entry) and entry["low"] < entry["high"]):
-            raise KnowtuneError(f"search space: {name} needs low < high (got {entry}).", fix="give both ends of the range.")
+        if isinstance(entry, dict):
+            space[name] = entry = {**entry, **{k: _number(name, entry.get(k)) for k in ("low", "high")}}
+            if not entry["low"] < entry["high"]:
+                raise KnowtuneError(f"search space: {name} needs low < high (got {entry}).", fix="give both ends of the range.")
         if isinstance(entry, list) and not entry or not isinstance(entry, (dict, list)):
             raise KnowtuneError(f"search space: {name} is neither a range nor a list of choices.",
                                 fix="write {low: A, high: B} or [choice, choice, ...].")
     return space
+
+
+def _number(name: str, value):
+    """A range's end as a number (YAML reads 1e-4 as a string): an int when written as one, else a float."""
+    if isinstance(value, bool) or value is None:
+        raise KnowtuneError(f"search space: {name} needs numbers for low and high (got {value!r}).",
+                            fix="write e.g. {low: 1e-4, high: 3e-3, log: true}.")
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return int(value) if str(value).strip().lstrip("-").isdigit() else float(value)
+    except ValueError:
+        raise KnowtuneError(f"search space: {name}: {value!r} is not a number.",
+                            fix="write e.g. {low: 1e-4, high: 3e-3, log: true}.") from None
 
 
 def _choice(value):
@@ -81,8 +103,8 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
     for name, entry in space.items():
         if isinstance(entry, list):
             out[name] = trial.suggest_categorical(name, [_choice(c) for c in entry])
-        elif all(isinstance(entry[k], int) for k in ("low", "high")) and not entry.get("log"):
-            out[name] = trial.suggest_int(name, entry["low"], entry["high"])
+        elif all(isinstance(entry[k], int) for k in ("low", "high")):
+            out[name] = trial.suggest_int(name, entry["low"], entry["high"], log=bool(entry.get("log")))
         else:
             out[name] = trial.suggest_float(name, float(entry["low"]), float(entry["high"]), log=bool(entry.get("log")))
     return out
@@ -157,7 +179,7 @@ def open_study(storage, a: "TuneArgs", defaults: dict[str, Any]):
     with file_lock(a.folder / "study.lock"):
         study = optuna.create_study(storage=storage, study_name=a.study, direction="maximize", load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(seed=None),
-                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
         if not study.trials:
             for key in OBJECTIVE:
                 study.set_user_attr(key, getattr(a, key))
@@ -168,7 +190,7 @@ def open_study(storage, a: "TuneArgs", defaults: dict[str, Any]):
     return study
 
 
-OBJECTIVE = ("retention_weight", "retention_questions", "seed")  # fixed by the study's first worker
+OBJECTIVE = ("retention_weight", "retention_questions", "seed", "stale_after")  # fixed by the study's first worker
 
 
 def reap_stale(study, stale_after: float, log=print) -> int:
@@ -178,11 +200,18 @@ def reap_stale(study, stale_after: float, log=print) -> int:
     now, n = time.time(), 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         beat = t.user_attrs.get("heartbeat", t.datetime_start.timestamp() if t.datetime_start else now)
-        if now - beat > stale_after:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **({"defaults": True} if t.user_attrs.get("defaults") else {})})
-            log(f"Trial {t.number}: no heartbeat for {now - beat:.0f} s (its worker died); marked failed, its settings queued again.")
-            n += 1
+        if now - beat <= stale_after:
+            continue
+        try:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        except Exception:  # it finished, or another worker reaped it first
+            continue
+        n += 1
+        if "retry_of" in t.user_attrs:  # a retry that died too: its settings may be what kills workers
+            log(f"Trial {t.number}: no heartbeat for {now - beat:.0f} s; a retry that died again, not queued again.")
+            continue
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **({"defaults": True} if t.user_attrs.get("defaults") else {})})
+        log(f"Trial {t.number}: no heartbeat for {now - beat:.0f} s (its worker died); marked failed, its settings queued again.")
     return n
 
 
@@ -282,6 +311,22 @@ def run_trial(trial, a: "TuneArgs", base: dict[str, Any], base_retention: float,
 
 # --------------------------------------------------------------------------------------------------- a worker
 
+def told(study, trial, outcome, log) -> bool:
+    """Report a trial's value (or PRUNED); False when the trial was meanwhile marked failed by another worker
+    (its heartbeat was late) and its settings queued again: the result is dropped, the retry will count."""
+    import optuna
+
+    try:
+        if isinstance(outcome, optuna.trial.TrialState):
+            study.tell(trial, state=outcome)
+        else:
+            study.tell(trial, outcome)
+        return True
+    except (ValueError, RuntimeError) as exc:  # "Cannot tell a FAIL trial" / UpdateFinishedTrialError
+        log(f"Trial {trial.number}: finished after another worker had given it up ({exc}); its retry counts instead.")
+        return False
+
+
 class TuneArgs:
     def __init__(self, data, trials, storage, study, folder, space, config, retention_weight, retention_questions,
                  stale_after, seed=0):
@@ -298,7 +343,21 @@ def base_settings(config: str | None) -> dict[str, Any]:
         return {}
     if not Path(config).exists():
         raise KnowtuneError(f"{config}: no such config file.", fix="check the --config path.")
-    return yaml.safe_load(Path(config).read_text()) or {}
+    loaded = yaml.safe_load(Path(config).read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise KnowtuneError(f"{config}: a config file must be a YAML mapping of teach settings.",
+                            fix="see `knowtune teach --help` for the names.")
+    return loaded
+
+
+def check_inputs(a: TuneArgs) -> None:
+    """What would make every trial fail, found before any work: missing data, settings teach refuses."""
+    from knowtune.train.methods.teach import TeachSettings
+
+    missing = [d for d in a.data if not Path(d).exists()]
+    if missing:
+        raise KnowtuneError(f"No such data: {', '.join(missing)}.", fix="check the paths.")
+    TeachSettings.from_sources(a.config, data=a.data)
 
 
 def work(a: TuneArgs, log=print) -> int:
@@ -310,14 +369,12 @@ def work(a: TuneArgs, log=print) -> int:
     storage = open_storage(a.storage, a.folder)
     study = open_study(storage, a, defaults_in(a.space, base))
     probes = retention_sample(a.retention_questions, a.seed)
-    model = base.get("model", "smollm2-135m")
-    cache = a.folder / "base_retention.json"
-    with file_lock(a.folder / "base.lock"):  # one worker measures it, the others wait and read it
-        if not cache.exists():
-            from knowtune.io import write_json
+    with file_lock(a.folder / "base.lock"):  # one worker measures it, once per study, the others read it
+        if "base_retention" not in study.user_attrs:
+            from knowtune.models.registry import DEFAULT_MODEL
 
-            write_json(cache, {"model": model, "retention": retention_of(model, probes, log)})
-    base_retention = json.loads(cache.read_text())["retention"]
+            study.set_user_attr("base_retention", retention_of(base.get("model", DEFAULT_MODEL), probes, log))
+    base_retention = study.user_attrs["base_retention"]
     ran, failures, every = 0, 0, min(HEARTBEAT_SECONDS, a.stale_after / 4)
     while True:
         with file_lock(a.folder / "study.lock"):
@@ -338,21 +395,26 @@ def work(a: TuneArgs, log=print) -> int:
         try:
             with heartbeat(trial, every):
                 value = run_trial(trial, a, base, base_retention, probes, log)
-            study.tell(trial, value)
+            if not told(study, trial, value, log):
+                continue
             failures = 0
             log(f"Trial {trial.number}: objective {value:.3f} (dev {trial.user_attrs.get('dev_accuracy', math.nan):.1%}, "
                 f"retention drop {100 * trial.user_attrs.get('retention_drop', math.nan):+.1f} pts).")
         except optuna.TrialPruned as why:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            log(f"Trial {trial.number}: pruned ({why}).")
-        except KnowtuneError as exc:
-            trial.set_user_attr("error", exc.message)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            log(f"Trial {trial.number}: failed: {exc}")
+            if told(study, trial, optuna.trial.TrialState.PRUNED, log):
+                log(f"Trial {trial.number}: pruned ({why}).")
+        except (Interrupted, KeyboardInterrupt):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            raise
+        except Exception as exc:  # a bad setting (diverged, out of memory): this trial fails, the study goes on
+            message = exc.message if isinstance(exc, KnowtuneError) else f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("error", message[:2000])
+            study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            log(f"Trial {trial.number}: failed: {message}")
             failures += 1
             if failures == 3:
-                raise KnowtuneError(f"Three trials in a row failed; the last: {exc.message}",
-                                    fix=exc.fix or "check the data and the --config settings with one `knowtune teach` run.")
+                raise KnowtuneError(f"Three trials in a row failed; the last: {message}",
+                                    fix=getattr(exc, "fix", None) or "check the data and the --config settings with one `knowtune teach` run.")
         ran += 1
     return ran
 

@@ -45,9 +45,10 @@ class DistillSettings(RunSettings, EpochSettings, OptimSettings, AuditSettings, 
     def _start_is_the_teacher(cls, values):
         """The start model is the teacher run (the audit's before column); --model names nothing else here."""
         if isinstance(values, dict) and values.get("teacher"):
-            if values.get("model") not in (None, values["teacher"]):
-                raise ValueError(f"distill starts from the teacher run; --model {values['model']} is not used: give "
-                                 "the student with --student")
+            given = values.get("model")
+            if given is not None and Path(given).resolve() != Path(values["teacher"]).resolve():
+                raise ValueError(f"distill starts from the teacher run; model {given} (from --model or config.yaml) "
+                                 "is not it: give the student with --student")
             values = {**values, "model": values["teacher"]}
         return values
 
@@ -56,11 +57,14 @@ class DistillSettings(RunSettings, EpochSettings, OptimSettings, AuditSettings, 
 
 
 def teacher_base(run: Path) -> str:
-    """The base model a run started from, followed down through runs trained on runs."""
+    """The base model a run started from, followed down through runs trained on runs (a run that holds whole
+    weights, model/, is itself the base of what was trained on it)."""
     import yaml
 
     ref = str(run)
     while (Path(ref) / "config.yaml").exists():
+        if ref != str(run) and (Path(ref) / "model").exists():
+            return str(Path(ref) / "model")
         ref = yaml.safe_load((Path(ref) / "config.yaml").read_text())["model"]
     return ref
 
@@ -88,12 +92,20 @@ def check_student(s: DistillSettings, log) -> int | None:
     base_dir = resolve_model_dir(teacher_base(Path(s.teacher)), log=log)
     if is_slim_spec(s.student):
         return layers_wanted(s.student, AutoConfig.from_pretrained(base_dir).num_hidden_layers)
+    if (Path(s.student) / "config.yaml").exists():
+        check_teacher(s.student)  # a run as the student: it must hold weights
     student_dir = resolve_model_dir(teacher_base(Path(s.student)), log=log)
-    ours, theirs = load_tokenizer(base_dir).get_vocab(), load_tokenizer(student_dir).get_vocab()
-    if ours != theirs:
+    try:
+        ours, theirs = load_tokenizer(base_dir).get_vocab(), load_tokenizer(student_dir).get_vocab()
+        sizes = [AutoConfig.from_pretrained(d).get_text_config().vocab_size for d in (base_dir, student_dir)]
+    except Exception as exc:
+        raise KnowtuneError(f"--student {s.student}: its tokenizer or config could not be read ({type(exc).__name__}).",
+                            fix="give a local model folder, a run, or an alias (`knowtune models`).") from exc
+    if ours != theirs or sizes[0] != sizes[1]:
         differ = len(set(ours.items()) ^ set(theirs.items()))
         raise KnowtuneError(f"The student {s.student} has another tokenizer than the teacher ({len(theirs)} tokens "
-                            f"against {len(ours)}; {differ} entries differ): the teacher's token distributions "
+                            f"against {len(ours)}, {differ} entries differ; output sizes {sizes[1]} and {sizes[0]}): "
+                            "the teacher's token distributions "
                             "cannot be compared with the student's position by position.",
                             fix="choose a student of the teacher's family (the same tokenizer), or layers=K for a "
                                 "slimmed copy of the teacher's base.")
@@ -165,7 +177,7 @@ class Distill(Method):
     def train(self, s: DistillSettings, prep: Prepared, run: Run) -> Trained:
         from knowtune.io import write_jsonl
         from knowtune.models.load import load_for_inference
-        from knowtune.models.precision import bf16_linears, use_bf16
+        from knowtune.models.precision import bf16_linears, parameter_count, use_bf16
         from knowtune.train.hf import train_resumable
         from knowtune.train.methods.teach import build_trainer
 
@@ -182,7 +194,7 @@ class Distill(Method):
                                        teacher=teacher, temperature=s.temperature, kd_weight=s.kd_weight)
         if teacher is not None:
             teacher.to(trainer.args.device)
-        run.log(f"Training the student ({sum(p.numel() for p in student.parameters()) / 1e6:.1f}M parameters, every "
+        run.log(f"Training the student ({parameter_count(student) / 1e6:.1f}M parameters, every "
                 f"weight) on {len(items)} views, " + (f"{s.kd_weight:g} x the teacher's distributions at temperature "
                                                       f"{s.temperature:g}." if teacher is not None else "without the teacher."))
         train_resumable(trainer, run, run.verbose)
@@ -197,6 +209,9 @@ class Distill(Method):
         from knowtune.progress import phase
 
         questions = [(p.style, p.prompt) for p in (prep.audit.probes or prep.audit.dev)][:s.speed_prompts]
+        if not questions:
+            run.log("No held-out or dev questions to time generation on: speed not measured.")
+            return
         models = {"teacher": load_for_answering(s.teacher, log=run.log), "student": load_for_answering(str(run.dir), log=run.log)}
         figures = {k: {"parameters": parameter_count(m)} for k, (m, _) in models.items()}
         seconds = {k: 0.0 for k in models}
