@@ -260,7 +260,10 @@ def retention_of(ref: str, probes: list, log) -> float:
     from knowtune.eval.audit import accuracy, score_probes
     from knowtune.models import load_for_answering
 
-    model, tokenizer = load_for_answering(ref, log=log)
+    from knowtune.progress import library_output
+
+    with library_output(None, False):  # the libraries' loading bars and warnings stay off the console
+        model, tokenizer = load_for_answering(ref, log=log)
     return accuracy(score_probes(model, tokenizer, probes))
 
 
@@ -391,7 +394,9 @@ def work(a: TuneArgs, log=print) -> int:
         if trial is None:
             time.sleep(every)
             continue
-        log(f"Trial {trial.number}: {json.dumps(trial.params) if trial.params else 'sampling'} ...")
+        what = ("the defaults" if trial.user_attrs.get("defaults") else
+                f"a retry of trial {trial.user_attrs['retry_of']}" if "retry_of" in trial.user_attrs else "new settings")
+        log(f"Trial {trial.number}: {what} ...")
         try:
             with heartbeat(trial, every):
                 value = run_trial(trial, a, base, base_retention, probes, log)
