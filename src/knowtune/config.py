@@ -55,15 +55,7 @@ class RunSettings(BaseModel):
     def from_sources(cls, yaml_path: str | Path | None = None, *layers: dict, **overrides):
         """Defaults < YAML file < each layer in turn (e.g. --set values, then flags) < keyword overrides.
         A None or empty-list value means 'not given' and never hides a lower layer."""
-        values: dict = {}
-        if yaml_path:
-            path = Path(yaml_path)
-            if not path.exists():
-                raise KnowtuneError(f"{path}: no such config file.", fix="check the --config path.")
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise KnowtuneError(f"{path}: a config file must be a YAML mapping of settings.", fix="see the command's --help for the names.")
-            values.update(loaded)
+        values: dict = read_settings_file(yaml_path) if yaml_path else {}
         for layer in (*layers, overrides):
             values.update({k: v for k, v in layer.items() if v is not None and v != []})
         try:
@@ -72,6 +64,17 @@ class RunSettings(BaseModel):
             lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
             raise KnowtuneError("Invalid settings:\n" + "\n".join(lines),
                                 fix=f"correct them{' in ' + str(yaml_path) if yaml_path else ''}; the command's --help lists every setting.") from exc
+
+
+def read_settings_file(path: str | Path) -> dict:
+    """A YAML file of settings (`--config`), as a mapping; a clear error when it is missing or not a mapping."""
+    path = Path(path)
+    if not path.exists():
+        raise KnowtuneError(f"{path}: no such config file.", fix="check the --config path.")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise KnowtuneError(f"{path}: a config file must be a YAML mapping of settings.", fix="see the command's --help for the names.")
+    return loaded
 
 
 class OptimSettings(BaseModel):

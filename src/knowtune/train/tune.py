@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,15 +139,12 @@ def open_storage(url: str | None, folder: Path):
     postgresql://, mysql://). An unreachable database is a clear error before any work."""
     import optuna
 
-    if not url:
+    if not url or ("://" not in url and url.endswith((".log", ".journal"))):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        folder.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(folder / "journal.log")))
-    if url.endswith((".log", ".journal")) and "://" not in url:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(url))
+        path = Path(url) if url else folder / "journal.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:
@@ -267,25 +265,23 @@ def retention_of(ref: str, probes: list, log) -> float:
     return accuracy(score_probes(model, tokenizer, probes))
 
 
-class Pruning:
+def pruning(trial):
     """A TrainerCallback that reports dev-probe accuracy to the trial after each evaluation and stops a trial
     the pruner gives up on."""
+    import optuna
+    from transformers import TrainerCallback
 
-    def __new__(cls, trial):
-        import optuna
-        from transformers import TrainerCallback
+    class Pruning(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            value = (metrics or {}).get("eval_dev_accuracy")
+            if value is None:
+                return
+            step = max(1, round(state.epoch or 0))
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"dev-probe accuracy {value:.1%} after epoch {step}")
 
-        class _Pruning(TrainerCallback):
-            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-                value = (metrics or {}).get("eval_dev_accuracy")
-                if value is None:
-                    return
-                step = max(1, round(state.epoch or 0))
-                trial.report(value, step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"dev-probe accuracy {value:.1%} after epoch {step}")
-
-        return _Pruning()
+    return Pruning()
 
 
 def run_trial(trial, a: "TuneArgs", base: dict[str, Any], base_retention: float, probes: list, log) -> float:
@@ -298,7 +294,7 @@ def run_trial(trial, a: "TuneArgs", base: dict[str, Any], base_retention: float,
     trial.set_user_attr("run", str(out))
     s = TeachSettings.from_sources(None, base, as_settings(params), data=a.data, out=str(out), audit=False)
     method = Teach()
-    method.callbacks = (Pruning(trial),)
+    method.callbacks = (pruning(trial),)
     result = lifecycle.run(method, s, log=log)
     dev = [acc for _, acc in result.training.dev_accuracy]
     if not dev:
@@ -330,27 +326,30 @@ def told(study, trial, outcome, log) -> bool:
         return False
 
 
+@dataclass
 class TuneArgs:
-    def __init__(self, data, trials, storage, study, folder, space, config, retention_weight, retention_questions,
-                 stale_after, seed=0):
-        self.data, self.trials, self.storage, self.study = list(data), trials, storage, study
-        self.folder, self.space, self.config = Path(folder), space, config
-        self.retention_weight, self.retention_questions, self.stale_after = retention_weight, retention_questions, stale_after
-        self.seed = seed
+    """What a worker needs: the data, the study and where it lives, the space, the objective's terms."""
+    data: list[str]
+    trials: int
+    storage: str | None
+    study: str
+    folder: Path
+    space: dict[str, Any]
+    config: str | None
+    retention_weight: float
+    retention_questions: int
+    stale_after: float
+    seed: int = 0
+
+    def __post_init__(self):
+        self.data, self.folder = list(self.data), Path(self.folder)
 
 
 def base_settings(config: str | None) -> dict[str, Any]:
-    import yaml
+    """The --config file's teach settings every trial starts from ({} without one)."""
+    from knowtune.config import read_settings_file
 
-    if not config:
-        return {}
-    if not Path(config).exists():
-        raise KnowtuneError(f"{config}: no such config file.", fix="check the --config path.")
-    loaded = yaml.safe_load(Path(config).read_text()) or {}
-    if not isinstance(loaded, dict):
-        raise KnowtuneError(f"{config}: a config file must be a YAML mapping of teach settings.",
-                            fix="see `knowtune teach --help` for the names.")
-    return loaded
+    return read_settings_file(config) if config else {}
 
 
 def check_inputs(a: TuneArgs) -> None:
