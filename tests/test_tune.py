@@ -98,6 +98,27 @@ def test_two_workers_share_a_study_and_survive_a_sigkill(tmp_path, tiny_model):
     assert not list(tmp_path.glob("**/probes_test.jsonl")) or all(  # trials never read the test probes to score
         "dev_accuracy" in t.user_attrs for t in trials if t.state == S.COMPLETE)
 
+    # the found YAML, run by teach, scored with the study's objective, repeats the best trial's figure
+    run = tmp_path / "again"
+    got = CliRunner().invoke(app, ["teach", str(pack), "--config", str(folder / "best.yaml"), "--out", str(run)])
+    assert got.exit_code == 0, got.output
+    got = CliRunner().invoke(app, ["tune", str(pack), "--study", "s", "--out", str(folder), "--score", str(run)])
+    assert got.exit_code == 0, got.output
+    scored = json.loads((folder / "tune.json").read_text())["scored"]
+    assert [r["run"] for r in scored] == [str(run)] and scored[0]["retention_questions"] == 4
+    assert abs(scored[0]["objective"] - result["best"]["objective"]) <= tune.sampling_error(scored[0], 1.0) + 1e-9
+
+    def curve(folder):  # validation loss per epoch: the same settings and seed train the same model
+        return [round(m["eval_loss"], 4) for m in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+                if "eval_loss" in m]
+
+    assert curve(run) == curve(folder / f"trial-{result['best']['number']:04d}") and curve(run)
+    assert scored[0]["dev_accuracy"] == max(m["eval_dev_accuracy"] for m in map(
+        json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "eval_dev_accuracy" in m)
+    assert "minus the best trial" in (folder / "report.md").read_text()
+    got = CliRunner().invoke(app, ["tune", str(pack), "--study", "s", "--out", str(folder), "--score", str(tmp_path)])
+    assert got.exit_code == 1 and "not a run folder" in got.output
+
 
 def test_bad_space_and_storage_are_refused_before_work(tmp_path):
     bad = tmp_path / "space.yaml"

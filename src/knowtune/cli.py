@@ -353,10 +353,12 @@ def tune(data: List[str] = typer.Argument(..., help="Training data, as teach tak
          retention_questions: int = typer.Option(40, min=1, help="General questions each trial's retention is measured on (a fixed sample of the shipped 120)."),
          stale_after: float = typer.Option(120.0, min=1, help="Seconds without a heartbeat after which a running trial counts as dead (its worker killed): marked failed and its settings queued again."),
          report_only: bool = typer.Option(False, "--report-only", help="Write the study's report from the storage without running trials."),
+         score: Optional[List[Path]] = typer.Option(None, help="Score a finished teach run (e.g. `teach --config best.yaml`) with the study's objective, on the same general questions, and add it to the report beside the best trial; no trials run. Repeatable."),
          worker: bool = typer.Option(False, "--worker", hidden=True)):
     """Search teach's settings for the best "learned minus forgotten" with Optuna: each trial is a teach run scored
     on dev-probe accuracy minus the retention drop (never the held-out test probes), pruned after each epoch when
-    hopeless. Writes best.yaml (`knowtune teach DATA --config best.yaml`), tune.json and report.md with plots."""
+    hopeless. Writes best.yaml (`knowtune teach DATA --config best.yaml`), tune.json and report.md with plots;
+    `--score RUN` scores that teach run with the same objective, to check that the found settings repeat."""
     import os
     import subprocess
 
@@ -365,7 +367,11 @@ def tune(data: List[str] = typer.Argument(..., help="Training data, as teach tak
     folder = out or Path("runs") / f"tune-{study}"
     a = tuning.TuneArgs(data, trials, storage, study, folder, tuning.read_space(space), config, retention_weight,
                         retention_questions, stale_after)
-    if not report_only:
+    if score:
+        for r in tuning.score(a, [str(p) for p in score], log=console.print):
+            console.print(f"{r['run']}: objective {r['objective']:.3f} (dev {r['dev_accuracy']:.1%}, retention drop "
+                          f"{100 * r['retention_drop']:+.1f} pts).", highlight=False)
+    elif not report_only:
         tuning.check_inputs(a)  # missing data, a --config teach refuses, an unreachable database: before any work
         tuning.open_storage(storage, folder)
         if workers == 1 or worker:
@@ -398,6 +404,10 @@ def tune(data: List[str] = typer.Argument(..., help="Training data, as teach tak
         console.print(f"Best: trial {best['number']}, objective {best['objective']:.3f}"
                       + (f" (defaults: {base['objective']:.3f})" if base else "") + f"; settings in {folder / 'best.yaml'}; "
                       f"report {folder / 'report.md'}.", highlight=False)
+        for r in result["scored"] if score else []:
+            se = tuning.sampling_error(r, a.retention_weight)
+            console.print(f"{r['run']} minus the best trial: {r['objective'] - best['objective']:+.3f}"
+                          + (f" (one sampling error of the objective: {se:.3f})." if se else "."), highlight=False)
     else:
         console.print(f"No trial finished yet; report {folder / 'report.md'}.", highlight=False)
 

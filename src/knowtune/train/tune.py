@@ -13,6 +13,8 @@ killed     a running trial beats every 20 s (a user attribute); one whose beat i
            serves only RDB storages inside `study.optimize`, which cannot count trials across workers).
 result     tune.json, best.yaml (`knowtune teach DATA --config best.yaml` repeats the best trial), report.md with
            the history and parameter-importance plots. The defaults are trial 0, so the report can compare.
+           `--score RUN` scores a finished teach run with the study's objective (its metrics.jsonl and the same
+           general questions) and keeps it in the study: that the found YAML repeats its trial is checked, not assumed.
 """
 
 from __future__ import annotations
@@ -284,6 +286,36 @@ def pruning(trial):
     return Pruning()
 
 
+def objective_of(run: Path, retention_weight: float, base_retention: float, probes: list, log) -> dict[str, float]:
+    """A finished teach run scored as a trial is: its best epoch's dev-probe accuracy (the run's metrics.jsonl)
+    minus the weight x the drop on the study's sample of general questions; with the question counts, for the
+    sampling error."""
+    from knowtune.io import read_jsonl
+
+    run = Path(run)
+    metrics = run / "metrics.jsonl"
+    dev = [m["eval_dev_accuracy"] for m in read_jsonl(metrics) if "eval_dev_accuracy" in m] if metrics.exists() else []
+    if not dev:
+        raise KnowtuneError(f"{run}: the run measured no dev-probe accuracy, so it cannot be scored like a trial.",
+                            fix="give facts three or more phrasings (a knowledge pack or several questions per answer), "
+                                "and score a finished `knowtune teach` run folder.")
+    dev_file = run / "data" / "probes_dev.jsonl"
+    retention = retention_of(str(run), probes, log)
+    drop = base_retention - retention
+    return {"objective": max(dev) - retention_weight * drop, "dev_accuracy": max(dev), "retention": retention,
+            "retention_drop": drop, "dev_probes": len(read_jsonl(dev_file)) if dev_file.exists() else None,
+            "retention_questions": len(probes)}
+
+
+def sampling_error(r: dict[str, Any], retention_weight: float) -> float | None:
+    """One standard error of the objective from its question counts (binomial): how far the same model could
+    score on another sample of dev probes and general questions, the yardstick for "the same within noise"."""
+    if not r.get("dev_probes") or not r.get("retention_questions"):
+        return None
+    d, q = r["dev_accuracy"], r["retention"]
+    return math.sqrt(d * (1 - d) / r["dev_probes"] + retention_weight ** 2 * q * (1 - q) / r["retention_questions"])
+
+
 def run_trial(trial, a: "TuneArgs", base: dict[str, Any], base_retention: float, probes: list, log) -> float:
     """One teach run with the trial's settings; returns its objective."""
     from knowtune.train import lifecycle
@@ -295,17 +327,12 @@ def run_trial(trial, a: "TuneArgs", base: dict[str, Any], base_retention: float,
     s = TeachSettings.from_sources(None, base, as_settings(params), data=a.data, out=str(out), audit=False)
     method = Teach()
     method.callbacks = (pruning(trial),)
-    result = lifecycle.run(method, s, log=log)
-    dev = [acc for _, acc in result.training.dev_accuracy]
-    if not dev:
-        raise KnowtuneError("A trial measured no dev-probe accuracy: the data has no dev phrasings to tune on.",
-                            fix="give facts three or more phrasings (a knowledge pack or several questions per answer).")
-    retention = retention_of(str(out), probes, log)
-    value = max(dev) - a.retention_weight * (base_retention - retention)
-    trial.set_user_attr("dev_accuracy", max(dev))
-    trial.set_user_attr("retention", retention)
-    trial.set_user_attr("retention_drop", base_retention - retention)
-    return value
+    lifecycle.run(method, s, log=log)
+    scored = objective_of(out, a.retention_weight, base_retention, probes, log)
+    for key, value in scored.items():
+        if key != "objective":
+            trial.set_user_attr(key, value)
+    return scored["objective"]
 
 
 # --------------------------------------------------------------------------------------------------- a worker
@@ -432,14 +459,7 @@ def summarise(a: TuneArgs) -> dict:
 
     from knowtune.io import write_json, write_text
 
-    storage = open_storage(a.storage, a.folder)
-    try:
-        study = optuna.load_study(study_name=a.study, storage=storage)
-    except KeyError as exc:
-        raise KnowtuneError(f"No study named {a.study!r} in {a.storage or a.folder / 'journal.log'}.",
-                            fix="give the --study and --storage (or --out) the workers used.") from exc
-    for key in OBJECTIVE:
-        setattr(a, key, study.user_attrs.get(key, getattr(a, key)))
+    study = existing_study(a)
     S = optuna.trial.TrialState
     rows = [{"number": t.number, "state": t.state.name, "objective": t.value, "params": t.params,
              **{k: t.user_attrs.get(k) for k in ("dev_accuracy", "retention", "retention_drop", "run", "worker",
@@ -449,7 +469,8 @@ def summarise(a: TuneArgs) -> dict:
     defaults = next((t for t in done if t.user_attrs.get("defaults")), None)
     result = {"study": a.study, "trials": rows, "finished": sum(t.state in (S.COMPLETE, S.PRUNED) for t in study.trials),
               "failed": sum(t.state == S.FAIL for t in study.trials), "retention_weight": a.retention_weight,
-              "best": rows[best.number] if best else None, "defaults": rows[defaults.number] if defaults else None}
+              "best": rows[best.number] if best else None, "defaults": rows[defaults.number] if defaults else None,
+              "scored": study.user_attrs.get("scored", [])}
     write_json(a.folder / "tune.json", result)
     if best:
         settings = {**base_settings(a.config), **as_settings(best.params)}
@@ -460,6 +481,43 @@ def summarise(a: TuneArgs) -> dict:
     plots = plot_study(study, a.folder / "plots")
     write_text(a.folder / "report.md", report_text(result, a, plots))
     return result
+
+
+def existing_study(a: TuneArgs):
+    """The study the workers made (its objective's terms read back into `a`); a clear error when there is none."""
+    import optuna
+
+    storage = open_storage(a.storage, a.folder)
+    try:
+        study = optuna.load_study(study_name=a.study, storage=storage)
+    except KeyError as exc:
+        raise KnowtuneError(f"No study named {a.study!r} in {a.storage or a.folder / 'journal.log'}.",
+                            fix="give the --study and --storage (or --out) the workers used.") from exc
+    for key in OBJECTIVE:
+        setattr(a, key, study.user_attrs.get(key, getattr(a, key)))
+    return study
+
+
+def score(a: TuneArgs, runs: list[str], log=print) -> list[dict]:
+    """Score finished teach runs (e.g. `teach --config best.yaml`) with the study's own objective, on the same
+    general questions against the same start-model figure, and keep the scores in the study for its report."""
+    study = existing_study(a)
+    if "base_retention" not in study.user_attrs:
+        raise KnowtuneError(f"Study {a.study!r} has not measured the start model yet.",
+                            fix="run at least one trial (`knowtune tune ...` without --score) first.")
+    probes = retention_sample(a.retention_questions, a.seed)
+    kept = {r["run"]: r for r in study.user_attrs.get("scored", [])}
+    out = []
+    for run in runs:
+        if not (Path(run) / "config.yaml").exists():
+            raise KnowtuneError(f"{run}: not a run folder (no config.yaml).", fix="give the --out folder of a finished "
+                                "`knowtune teach` run.")
+        r = {"run": str(run), **objective_of(Path(run), a.retention_weight, study.user_attrs["base_retention"], probes, log)}
+        kept[str(run)] = r
+        out.append(r)
+    with file_lock(a.folder / "study.lock"):
+        study.set_user_attr("scored", list(kept.values()))
+    return out
 
 
 def plot_study(study, folder: Path) -> list[tuple[str, str]]:
@@ -524,6 +582,16 @@ def report_text(result: dict, a: TuneArgs, plots: list[tuple[str, str]]) -> str:
         if r:
             lines.append(f"- **{label}**: trial {r['number']}, objective {r['objective']:.3f}, dev {pct(r['dev_accuracy'])}, "
                          f"retention drop {100 * (r['retention_drop'] or 0):+.1f} pts; {json.dumps(r['params'])}")
+    best = result["best"]
+    if best and result["scored"]:
+        lines += ["", "Finished teach runs scored with this objective (`--score RUN`), against the best trial:", "",
+                  "| run | objective | dev accuracy | retention drop | minus the best trial | sampling error (1 s.e.) |",
+                  "|---|---|---|---|---|---|"]
+        for r in result["scored"]:
+            se = sampling_error(r, a.retention_weight)
+            lines.append(f"| {r['run']} | {r['objective']:.3f} | {pct(r['dev_accuracy'])} | "
+                         f"{100 * r['retention_drop']:+.1f} pts | {r['objective'] - best['objective']:+.3f} | "
+                         f"{'-' if se is None else f'{se:.3f}'} |")
     lines += ["", "| trial | state | objective | dev accuracy | retention drop | settings |", "|---|---|---|---|---|---|"]
     for r in result["trials"]:
         drop = "-" if r["retention_drop"] is None else f"{100 * r['retention_drop']:+.1f} pts"
