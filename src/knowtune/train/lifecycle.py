@@ -17,6 +17,7 @@ and, where it has them, its own figures (reward, preference accuracy) and plots.
 from __future__ import annotations
 
 import shutil
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -199,33 +200,49 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
 
         torch.manual_seed(s.seed)
         audit_on = getattr(s, "audit", True)
-        before = r.cached("audit_before.json", lambda: method.audit(s, prep, s.model, False, log)
-                          if audit_on else empty_audit())
         if resume:
             trim_metrics(r)
-        trained = method.train(s, prep, r)
-        if trained.diverged_at is not None:
-            raise KnowtuneError(
-                f"Training diverged: the loss or weights became NaN/inf at step {trained.diverged_at}. Nothing "
-                "non-finite was saved.", fix=f"lower the learning rate (now {s.learning_rate}) and run again.")
-        with phase(f"Saving {trained.folder}/", unit="step"):
-            save_pretrained_atomic(r.dir / trained.folder, *trained.objects, extra=trained.extra_files)
-        training = training_summary(r, trained)
-        privacy = trained.privacy
-        del trained.objects
-        method.finish(s, prep, r)
-        after = method.audit(s, prep, str(r.dir), True, log) if audit_on else empty_audit()
-        confidence = after.pop("confidence", None)
-        result = RunResult(SCHEMA_VERSION, method.name, r.dir.name, s.model_dump(),
-                           summary(before, after) if audit_on else None,
-                           fact_table(before, after) if audit_on and method.per_fact else [], before, after,
-                           training, trained.measures + method.audit_measures(s, prep, before, after), prep.coverage,
-                           confidence, privacy)
-        from knowtune.eval.report import write_reports
+        from knowtune.train.tracking import Tracker
 
-        data = result.to_json()
-        write_json(r.dir / "audit.json", data)
-        write_reports(r.dir, data, method.plots(r))
+        tracker = Tracker(r.dir, s, resume, log)  # an unreachable tracking server stops the run here, before work
+        try:
+            before = r.cached("audit_before.json", lambda: method.audit(s, prep, s.model, False, log)
+                              if audit_on else empty_audit())
+            result = _train_save_audit(method, s, prep, r, before, audit_on)
+            tracker.finish(result.to_json())
+        finally:
+            tracker.close(failed=sys.exc_info()[0] is not None)
+    return result
+
+
+def _train_save_audit(method: Method, s: RunSettings, prep: Prepared, r: Run, before: dict, audit_on: bool) -> RunResult:
+    """Train, save atomically, audit the saved model, write audit.json and the reports."""
+    from knowtune.progress import phase
+
+    log = r.log
+    trained = method.train(s, prep, r)
+    if trained.diverged_at is not None:
+        raise KnowtuneError(
+            f"Training diverged: the loss or weights became NaN/inf at step {trained.diverged_at}. Nothing "
+            "non-finite was saved.", fix=f"lower the learning rate (now {s.learning_rate}) and run again.")
+    with phase(f"Saving {trained.folder}/", unit="step"):
+        save_pretrained_atomic(r.dir / trained.folder, *trained.objects, extra=trained.extra_files)
+    training = training_summary(r, trained)
+    privacy = trained.privacy
+    del trained.objects
+    method.finish(s, prep, r)
+    after = method.audit(s, prep, str(r.dir), True, log) if audit_on else empty_audit()
+    confidence = after.pop("confidence", None)
+    result = RunResult(SCHEMA_VERSION, method.name, r.dir.name, s.model_dump(),
+                       summary(before, after) if audit_on else None,
+                       fact_table(before, after) if audit_on and method.per_fact else [], before, after,
+                       training, trained.measures + method.audit_measures(s, prep, before, after), prep.coverage,
+                       confidence, privacy)
+    from knowtune.eval.report import write_reports
+
+    data = result.to_json()
+    write_json(r.dir / "audit.json", data)
+    write_reports(r.dir, data, method.plots(r))
     return result
 
 
