@@ -707,13 +707,22 @@ def method_command(method_cls):
 
     def command(**kwargs):
         from knowtune.progress import say
-        from knowtune.train import lifecycle
+        from knowtune.train import distributed, lifecycle
 
         config, set_, resume, verbose = (kwargs.pop(k) for k in ("config", "set_", "resume", "verbose"))
         s = _settings(S, config, set_, kwargs, resume)
+        if s.processes > 1 and distributed.world_size() == 1:  # start the N processes, each running this command
+            if not method_cls.data_parallel:
+                raise KnowtuneError(f"{' '.join(method_cls.words())} trains in one process; --processes is for methods "
+                                    "that train as teach does.", fix="leave out --processes.")
+            code = distributed.relaunch(method_cls.words(), s, resume, verbose)
+            if code:
+                raise typer.Exit(code)
+            return
         method = method_cls(_pairs_from(s.data) if method_cls.reads_ratings else None)
         result = lifecycle.run(method, s, resume=resume, log=say, verbose=verbose)  # lines that keep the bars whole
-        print_result(result, s.run_dir())
+        if result is not None:  # None: another process of a data-parallel run; the main one reports
+            print_result(result, s.run_dir())
 
     command.__signature__ = inspect.Signature(params)
     command.__doc__ = method_cls.help

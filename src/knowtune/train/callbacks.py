@@ -59,7 +59,7 @@ class MetricsLog(TrainerCallback):
         self.start = time.time()
 
     def on_log(self, args, state, control, logs=None, **kw):
-        if logs:
+        if logs and state.is_world_process_zero:  # one record per step, however many processes train
             append_jsonl(self.path, {"step": state.global_step, "epoch": state.epoch,
                                      "seconds": round(time.time() - self.start, 2), **logs})
         return control

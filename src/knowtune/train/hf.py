@@ -18,18 +18,22 @@ def training_args(config_cls, s, run_dir, n_examples: int, evaluate: bool = Fals
     Logging goes to metrics.jsonl and the console's progress display, never to stdout as dicts."""
     import torch
 
+    from knowtune.train.distributed import per_process_batch, world_size
+
     steps_per_epoch = math.ceil(n_examples / s.batch_size)
-    micro = min(s.micro_batch or s.batch_size, s.batch_size)  # rows per pass; the rest is gradient accumulation
-    if s.batch_size % micro:
-        raise KnowtuneError(f"--micro-batch {micro} does not divide --batch-size {s.batch_size}: the batch would "
-                            f"become {math.ceil(s.batch_size / micro) * micro}.",
+    share = per_process_batch(s.batch_size)  # across N processes each takes 1/N of every step's batch
+    micro = min(s.micro_batch or share, share)  # rows per pass; the rest is gradient accumulation
+    if share % micro:
+        raise KnowtuneError(f"--micro-batch {micro} does not divide --batch-size {s.batch_size}"
+                            + (f" / {world_size()} processes" if world_size() > 1 else "") +
+                            f": the batch would become {math.ceil(share / micro) * micro * world_size()}.",
                             fix="choose a micro-batch that divides the batch size.")
     total = s.max_steps if s.max_steps > 0 else steps_per_epoch * s.epochs
     every = s.checkpoint_every
     return config_cls(
         output_dir=str(run_dir / "checkpoints"), num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=micro, per_device_eval_batch_size=micro,
-        gradient_accumulation_steps=math.ceil(s.batch_size / micro),
+        gradient_accumulation_steps=share // micro,
         learning_rate=s.learning_rate, **hf_optimizer(s), lr_scheduler_type=s.lr_scheduler,
         warmup_steps=int(s.warmup_ratio * total), weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
         logging_steps=max(1, steps_per_epoch // 4),
@@ -37,7 +41,9 @@ def training_args(config_cls, s, run_dir, n_examples: int, evaluate: bool = Fals
         save_strategy="steps" if every else "epoch", save_steps=every or 500, save_total_limit=s.save_total_limit,
         restore_callback_states_from_checkpoint=True, seed=s.seed, data_seed=s.seed, report_to="none",
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
-        bf16=use_bf16(s.bf16), **extra)
+        bf16=use_bf16(s.bf16), **({"ddp_backend": "gloo"} if world_size() > 1 and not torch.cuda.is_available() else {}),
+        ddp_find_unused_parameters=False,  # every trainable weight takes part in every step (LoRA's too)
+        **extra)
 
 
 def lora_config(s, task_type: str = "CAUSAL_LM", **extra):

@@ -16,6 +16,7 @@ and, where it has them, its own figures (reward, preference accuracy) and plots.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from abc import ABC, abstractmethod
@@ -139,6 +140,7 @@ class Method(ABC):
     argument: ClassVar[str | tuple[str, ...]] = "data"  # the setting(s) given as the verb's positional arguments
     reads_ratings: ClassVar[bool] = False  # its data may be rating databases, read by the front end
     per_fact: ClassVar[bool] = True  # its audit's probes are facts' phrasings (the per-fact verdict table)
+    data_parallel: ClassVar[bool] = False  # its training runs across processes (train/distributed)
 
     @classmethod
     def words(cls) -> list[str]:
@@ -176,10 +178,17 @@ class Method(ABC):
         return []
 
 
-def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose: bool = False) -> RunResult:
-    """Validate, train, save, audit and report one run of `method`."""
+def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose: bool = False) -> RunResult | None:
+    """Validate, train, save, audit and report one run of `method`. Across several processes (train/distributed)
+    the main one does all of it; the others only train beside it and return None."""
     from knowtune.data.privacy import counts_line, scrub_if_on, scrubbing
     from knowtune.progress import library_output, phase
+    from knowtune.train import distributed
+
+    main = distributed.is_main()
+    if distributed.world_size() > 1 and not method.data_parallel:
+        raise KnowtuneError(f"{' '.join(method.words())} does not train across several processes.",
+                            fix="run it as one process (leave out --processes and the launcher).")
 
     # validate before anything is written (no run folder yet: noise is dropped); --scrub-pii: the readers
     # replace personal data as they read, so nothing of it reaches the run folder
@@ -188,7 +197,17 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
             method.pairs = [type(p)(**scrub_if_on(vars(p))) for p in method.pairs]
         prep = method.prepare(s, log)
     r = Run(s.run_dir(), s, resume, log, verbose)
-    open_run_dir(r.dir, s, resume)
+    if main:
+        open_run_dir(r.dir, s, resume)
+    distributed.wait_for_everyone()
+    import torch
+
+    if not main:  # another process of a data-parallel run: train beside the main one, write nothing of its own
+        with library_output(r.dir / "ranks" / f"log-rank{os.environ.get('RANK')}.txt", verbose):
+            torch.manual_seed(s.seed)
+            distributed.wait_for_everyone()  # the main process has written the data and audited the start model
+            method.train(s, prep, r)
+        return None
     with library_output(r.dir / "log.txt", verbose):
         for name, rows in prep.files.items():
             write_jsonl(r.dir / "data" / f"{name}.jsonl", rows)
@@ -196,8 +215,6 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
             log(prep.description)
         if s.scrub_pii:
             log(f"Personal data replaced by placeholders: {counts_line(scrubbed)}.")
-        import torch
-
         torch.manual_seed(s.seed)
         audit_on = getattr(s, "audit", True)
         if resume:
@@ -208,6 +225,7 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
         try:
             before = r.cached("audit_before.json", lambda: method.audit(s, prep, s.model, False, log)
                               if audit_on else empty_audit())
+            distributed.wait_for_everyone()
             result = _train_save_audit(method, s, prep, r, before, audit_on)
             tracker.finish(result.to_json())
         finally:

@@ -26,6 +26,7 @@ from knowtune.eval.audit import AuditSet, probes_file
 from knowtune.eval.grounding import Grounding
 from knowtune.io import cached_rows, write_jsonl
 from knowtune.models.precision import bf16_linears, use_bf16
+from knowtune.train.distributed import main_first, to_save, world_size
 from knowtune.train.hf import cpu_training_attention, lean_lora, lora_config, train_resumable, training_args
 from knowtune.train.lifecycle import Method, Prepared, Run, Trained
 from knowtune.train.private import Budget, CanarySettings, PrivacySettings, plan
@@ -206,6 +207,7 @@ class Teach(Method):
             "validate, turn documents into facts, augment (both directions), split, audit the base model, train "
             "with early stopping on held-out phrasings, audit again, write the report. Prints a before/after table.")
     Settings = TeachSettings
+    data_parallel = True
     callbacks: tuple = ()  # more TrainerCallbacks for the trainer (`knowtune tune`'s pruner sets them)
 
     def prepare(self, s: TeachSettings, log) -> Prepared:
@@ -216,6 +218,9 @@ class Teach(Method):
                                 "of every weight (135 million per record for the default model) and cannot clip the "
                                 "embedding the output layer shares with the input.",
                                 fix="use --method lora with --dp-epsilon.")
+        if s.dp_epsilon and world_size() > 1:
+            raise KnowtuneError("--dp-epsilon trains in one process: its privacy accounting follows one sampler.",
+                                fix="leave out --processes (or the launcher) with --dp-epsilon.")
         k = prepare_knowledge(s, log)
         files = {"facts": [{"id": f.id, "style": f.style, "answer": f.answer, "aliases": f.aliases,
                             "statements": f.statements,
@@ -237,8 +242,9 @@ class Teach(Method):
         k: Knowledge = prep.data
         model, tokenizer = load_for_inference(s.model, log=run.log)  # a run as the base: its tuned model
         # the start model's answers, written by a copy loaded for answering (bf16 where fast), as the audit answers
-        replay = cached_rows(run.dir / "data" / "replay.jsonl",
-                             lambda: general_answers(*load_for_answering(s.model, log=run.log)))
+        with main_first():  # across processes: the main one writes them, the others read them
+            replay = cached_rows(run.dir / "data" / "replay.jsonl",
+                                 lambda: general_answers(*load_for_answering(s.model, log=run.log)))
         taught = k.records if k.budget else k.items
         items = taught + augment.replay_items([(r["prompt"], r["answer"]) for r in replay],
                                               round(s.replay_ratio * len(taught)), s.seed)
@@ -250,10 +256,11 @@ class Teach(Method):
             return train_teach_private(s, model, tokenizer, items, k.budget, run)
         trainer, guard = build_trainer(s, model, tokenizer, items, k.dev, run.dir, callbacks=self.callbacks)
         run.log(f"Training {s.method} on {len(items)} examples ({trainer.accelerator.mixed_precision} precision, "
-                f"{'answer-only' if s.label_only_logits else 'full'} logits).")
+                f"{'answer-only' if trainer.label_only_logits else 'full'} logits"
+                + (f", {world_size()} processes" if world_size() > 1 else "") + ").")
         train_resumable(trainer, run, run.verbose)
         st = trainer.state
-        return Trained("adapter" if s.method == "lora" else "model", (trainer.model, tokenizer), st.global_step,
+        return Trained("adapter" if s.method == "lora" else "model", to_save(trainer, tokenizer, run.dir), st.global_step,
                        st.epoch, diverged_at=guard.diverged_at, best_checkpoint=st.best_model_checkpoint,
                        best_metric=st.best_metric)
 
@@ -325,7 +332,8 @@ def build_trainer(s, model, tokenizer, items, dev: list[knowledge.Probe], run_di
     trainer = (trainer_cls or ProbeSFTTrainer)(
         model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         peft_config=peft_config, callbacks=callbacks, dev_probes=dev,
-        generation=GenerationSettings(max_new_tokens=s.max_new_tokens), label_only_logits=s.label_only_logits,
+        generation=GenerationSettings(max_new_tokens=s.max_new_tokens),
+        label_only_logits=s.label_only_logits and world_size() == 1,  # its loss bypasses DDP's wrapper
         **trainer_kwargs)
     lean_lora(trainer.model)
     return trainer, guard
