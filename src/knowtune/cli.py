@@ -529,14 +529,20 @@ def feedback_serve(model: Optional[str] = typer.Argument(None, help="The run or 
                    key_file: Optional[str] = typer.Option(None, help=KEY_HELP),
                    secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark the session cookie Secure (and name it __Host-...): browsers send it over HTTPS only. Use it whenever raters reach the app through HTTPS (a TLS proxy in front)."),
                    hsts: bool = typer.Option(False, "--hsts", help="Send Strict-Transport-Security (one year): browsers then refuse plain HTTP to this host. Only behind HTTPS, with --secure-cookies."),
-                   trusted_proxy: List[str] = typer.Option([], "--trusted-proxy", help="Address (or network) of a reverse proxy whose X-Forwarded-For names the real client, for the per-address login limit; repeat for several. Without it X-Forwarded-For is ignored and the connecting address counts.")):
-    """Start the rating web app: raters compare two answers per prompt; admins import prompts, have the model
-    answer them, follow agreement and export preference pairs, KTO labels and corrections."""
+                   trusted_proxy: List[str] = typer.Option([], "--trusted-proxy", help="Address (or network) of a reverse proxy whose X-Forwarded-For names the real client, for the per-address login limit; repeat for several. Without it X-Forwarded-For is ignored and the connecting address counts."),
+                   runs: Path = typer.Option(Path("runs"), help="Folder of run folders the Runs pages show, and where runs started from the page go."),
+                   teach_config: Optional[str] = typer.Option(None, help="teach settings (YAML, as `teach --config`) for runs started from the page; the page's fields override them.")):
+    """Start the web app: raters compare two answers per prompt; admins import prompts, have the model answer
+    them, follow agreement and export preference pairs, KTO labels and corrections; everyone signed in sees the
+    runs (list, each run's audit and curves, two side by side); admins start teach runs from an uploaded file."""
     from knowtune.web.app import serve as run_app
 
     _store(db)
+    if teach_config:
+        TeachSettings.from_sources(teach_config, data=["x"])  # a bad file stops here, not at the first run
     run_app(model, db, host=host, port=port, log=lambda m: err.print(m, highlight=False, markup=False),
-            secure_cookies=secure_cookies, hsts=hsts, trusted_proxies=tuple(trusted_proxy), key_file=key_file)
+            secure_cookies=secure_cookies, hsts=hsts, trusted_proxies=tuple(trusted_proxy), key_file=key_file,
+            runs_root=runs, teach_config=teach_config)
 
 
 @feedback_app.command("add-user")

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +35,7 @@ from knowtune.web import auth, forms
 from knowtune.web.generate import AnswerWriter
 from knowtune.web.keyfile import SigningKey
 from knowtune.web.sessions import SignedCookieSessions
+from knowtune.web.runs import DATA_SUFFIXES, TeachLauncher, compare, list_runs, progress, run_detail, run_folder, svg_points
 from knowtune.web.store import Store
 
 HERE = Path(__file__).parent
@@ -61,14 +62,21 @@ class _Forbidden(Exception):
     pass
 
 
+class _NotFound(Exception):
+    pass
+
+
 def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey | None = None,
-               secure_cookies: bool = False, hsts: bool = False, trusted_proxies: tuple[str, ...] = ()):
+               secure_cookies: bool = False, hsts: bool = False, trusted_proxies: tuple[str, ...] = (),
+               launcher: TeachLauncher | None = None):
     """The app. key: the cookie-signing key (default: the database's key file, made if missing);
-    trusted_proxies: addresses or networks whose X-Forwarded-For names the client (see `trusted_networks`)."""
+    trusted_proxies: addresses or networks whose X-Forwarded-For names the client (see `trusted_networks`);
+    launcher: the runs folder the Runs pages read and start teach runs in (default: ./runs)."""
+    launcher = launcher or TeachLauncher(store, Path("runs"))
     app = FastAPI(title="knowtune feedback", docs_url=None, redoc_url=None, openapi_url=None)
     # Middleware added later wraps what was added before: proxy address -> headers -> session -> body limit.
     app.add_middleware(BodyLimit, default=forms.FORM_LIMIT, too_large=forms.too_large,
-                       limits={"/admin/import": forms.UPLOAD_LIMIT})
+                       limits={"/admin/import": forms.UPLOAD_LIMIT, "/runs/new": forms.UPLOAD_LIMIT})
     app.add_middleware(SignedCookieSessions, key=key or store.signing_key(), max_age=SESSION_HOURS * 3600,
                        secure=secure_cookies)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -277,6 +285,91 @@ def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey
             flash(request, f"Started job {job}: the model is writing answers (progress below).")
         return RedirectResponse("/admin", status_code=303)
 
+    # --- the runs dashboard ----------------------------------------------------------------------------
+    @app.get("/runs")
+    def runs_page(request: Request):
+        user = require(request)
+        if user is None:
+            return login_redirect(request)
+        return page(request, "runs.html", runs=list_runs(launcher.root, set(launcher.running)), root=launcher.root,
+                    busy=launcher.busy(), suffixes=",".join(DATA_SUFFIXES))
+
+    def found(request: Request, name: str):
+        folder = run_folder(launcher.root, name, launcher.running)
+        if folder is None:
+            raise _NotFound(f"No run named {name!r} in {launcher.root}.")
+        return folder
+
+    @app.get("/runs/compare")
+    def compare_page(request: Request):
+        if require(request) is None:
+            return login_redirect(request)
+        names = request.query_params.getlist("run")
+        if len(names) != 2 or names[0] == names[1]:
+            flash(request, "Tick exactly two different runs to compare.", "error")
+            return RedirectResponse("/runs", status_code=303)
+        a, b = (run_detail(found(request, n), set(launcher.running)) for n in names)
+        return page(request, "compare.html", a=a, b=b, c=compare(a, b))
+
+    @app.get("/runs/{name}")
+    def run_page(request: Request, name: str):
+        if require(request) is None:
+            return login_redirect(request)
+        folder = found(request, name)
+        d = run_detail(folder, set(launcher.running))
+        return page(request, "run.html", d=d, progress=progress(folder), loss_svg=svg_points(d["loss"]),
+                    dev_svg=svg_points(d["dev_accuracy"]))
+
+    @app.get("/runs/{name}/progress.json")
+    def run_progress(request: Request, name: str):
+        if require(request) is None:
+            return JSONResponse({"error": "sign in"}, status_code=401)
+        folder = run_folder(launcher.root, name, launcher.running)
+        if folder is None:
+            return JSONResponse({"error": "no such run"}, status_code=404)
+        return {**progress(folder), "status": run_detail(folder, set(launcher.running))["row"].status}
+
+    @app.get("/runs/{name}/plots/{plot}")
+    def run_plot(request: Request, name: str, plot: str):
+        if require(request) is None:
+            return login_redirect(request)
+        folder = found(request, name)
+        if plot not in run_detail(folder)["plots"]:  # only the report's own PNGs, by their listed names
+            raise _NotFound(f"No plot {plot!r} in run {name}.")
+        return FileResponse(folder / "plots" / plot, media_type="image/png")
+
+    @app.post("/runs/new")
+    async def new_run(request: Request):
+        """Start a teach run: admins only (from the cookie, before the body), the CSRF token as the form's first
+        part, then the file (up to forms.UPLOAD_LIMIT)."""
+        if await run_in_threadpool(require, request, "admin") is None:
+            return login_redirect(request)
+        form = await forms.read_upload(request, max_fields=8)
+        return await run_in_threadpool(start_run, request, form)
+
+    def start_run(request: Request, form) -> Response:
+        upload, name = form.get("file"), str(form.get("name", "")).strip()
+        settings = {}
+        try:
+            if upload is None or isinstance(upload, str) or not upload.filename:
+                raise ValueError("choose a data file.")
+            if form.get("epochs"):
+                settings["epochs"] = int(str(form.get("epochs")))
+            if form.get("learning_rate"):
+                settings["learning_rate"] = float(str(form.get("learning_rate")))
+            if form.get("method") in ("lora", "full"):
+                settings["method"] = form.get("method")
+            launcher.start(name, upload.filename, upload.file.read(), settings)
+        except ValueError as exc:
+            flash(request, f"Not started: {exc}", "error")
+            return RedirectResponse("/runs", status_code=303)
+        flash(request, f"Started teaching {name}.")
+        return RedirectResponse(f"/runs/{name}", status_code=303)
+
+    @app.exception_handler(_NotFound)
+    async def not_found(request: Request, exc: _NotFound):
+        return page(request, "error.html", status=404, title="Not found", message=str(exc))
+
     @app.get("/admin/export/{name}.jsonl")
     def export(request: Request, name: str):
         if require(request, "admin") is None:
@@ -335,7 +428,7 @@ def trusted_networks(values) -> list[str]:
 
 def serve(model_ref: str | None, db: str, host: str = "127.0.0.1", port: int = 8080, log=print,
           secure_cookies: bool = False, hsts: bool = False, trusted_proxies: tuple[str, ...] = (),
-          key_file: str | None = None) -> None:
+          key_file: str | None = None, runs_root: Path = Path("runs"), teach_config: str | None = None) -> None:
     import uvicorn
 
     trusted_networks(trusted_proxies)  # a typo stops here, before anything starts
@@ -345,7 +438,7 @@ def serve(model_ref: str | None, db: str, host: str = "127.0.0.1", port: int = 8
         log(f"No users yet in {store.url}: add one with `knowtune feedback add-user NAME --role admin --db {db}`.")
     writer = AnswerWriter(store, model_ref, log=log) if model_ref else None
     app = create_app(store, writer, key=key, secure_cookies=secure_cookies, hsts=hsts,
-                     trusted_proxies=tuple(trusted_proxies))
+                     trusted_proxies=tuple(trusted_proxies), launcher=TeachLauncher(store, Path(runs_root), teach_config))
     proxies = f"X-Forwarded-For believed from {', '.join(trusted_proxies)}" if trusted_proxies else "no proxy trusted"
     log(f"Rating app at http://{host}:{port}/ (database {store.url}; key {key.path}; {proxies}; Ctrl-C stops).")
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 (its default);

@@ -102,7 +102,7 @@ class _FirstPart:
         return self.data.decode("utf-8", errors="replace")
 
 
-async def read_upload(request: Request, max_files: int = 1) -> FormData:
+async def read_upload(request: Request, max_files: int = 1, max_fields: int = 4) -> FormData:
     """The multipart form of an upload, whose first part must be a valid csrf_token field (checked before the
     rest of the body is read). Raises BadRequest, CsrfRefused or RequestTooLarge."""
     kind, params = parse_options_header(request.headers.get("content-type", ""))
@@ -128,7 +128,7 @@ async def read_upload(request: Request, max_files: int = 1) -> FormData:
             yield chunk
 
     try:
-        return await MultiPartParser(request.headers, replay(), max_files=max_files, max_fields=4,
+        return await MultiPartParser(request.headers, replay(), max_files=max_files, max_fields=max_fields,
                                      max_part_size=FIRST_PART_LIMIT).parse()
     except MultiPartException as exc:
         raise BadRequest(f"The upload could not be read: {exc.message}") from exc

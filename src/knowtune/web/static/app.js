@@ -52,7 +52,25 @@
     setTimeout(tick, 1000);
   }
 
+  function pollRun(status) {
+    var name = status.dataset.run;
+    function tick() {
+      fetch("/runs/" + encodeURIComponent(name) + "/progress.json", { credentials: "same-origin" })
+        .then(function (r) { return r.json(); }).then(function (p) {
+          document.getElementById("run-phase").textContent = p.phase;
+          var bar = document.getElementById("run-progress");
+          bar.max = p.total || 1;
+          bar.value = p.step;
+          document.getElementById("run-steps").textContent = p.step + "/" + p.total;
+          if (p.status === "running") { setTimeout(tick, 1000); } else { window.location.reload(); }
+        }).catch(function () { setTimeout(tick, 3000); });
+    }
+    setTimeout(tick, 1000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var status = document.getElementById("run-status");
+    if (status && status.dataset.poll === "yes") { pollRun(status); }
     var form = document.getElementById("rate-form");
     if (form) { ratingKeys(form); }
     var jobs = document.getElementById("jobs");
