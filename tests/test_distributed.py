@@ -76,3 +76,20 @@ def test_shipped_accelerate_configs_are_ones_accelerate_reads(path):
         unknown = set(raw.get(group, {})) - options
         assert not unknown, f"{path.name}: accelerate launch has no option for {unknown}"
     assert config.num_processes >= 2 and "accelerate launch --config_file configs/accelerate/" in path.read_text()
+
+
+def test_qlora_is_refused_without_a_gpu_and_runs_on_one(tmp_path, tiny_model):
+    """On CPU: a clear error before any work. With CUDA (marked gpu): a QLoRA teach of the tiny model finishes."""
+    import torch
+    from typer.testing import CliRunner
+
+    from knowtune.cli import app
+
+    pack = small_pack(tmp_path / "pack.yaml", n_facts=3)
+    got = CliRunner().invoke(app, ["teach", str(pack), "--model", str(tiny_model), "--out", str(tmp_path / "q"),
+                                   "--method", "qlora", "--epochs", "1", "--batch-size", "4"])
+    if not torch.cuda.is_available():
+        assert got.exit_code == 1 and "needs a CUDA GPU" in got.output and not (tmp_path / "q").exists()
+    else:  # pragma: no cover - the GPU machine
+        assert got.exit_code == 0, got.output
+        assert (tmp_path / "q" / "adapter").exists() and (tmp_path / "q" / "audit.json").exists()

@@ -88,6 +88,36 @@ def _load_error(name: str, model_dir: str, exc: Exception) -> KnowtuneError:
     )
 
 
+def qlora_possible(ref: str) -> None:
+    """QLoRA needs a CUDA GPU and bitsandbytes, and a model (not a run) to quantise: a clear error otherwise."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise KnowtuneError("--method qlora stores the frozen weights in 4 bits with bitsandbytes, which needs a CUDA GPU; "
+                            "this machine has none.", fix="use --method lora on CPU (the same adapters, weights in bf16/fp32).")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise KnowtuneError("--method qlora needs bitsandbytes.", fix='install it: pip install -e ".[gpu]".') from exc
+    if (Path(ref) / "config.yaml").exists():
+        raise KnowtuneError(f"--method qlora quantises a base model; {ref} is a knowtune run.",
+                            fix="export the run first (knowtune export RUN --format hf) and give that folder as --model.")
+
+
+def load_4bit(ref: str, log=print):
+    """The model in NF4 with bf16 compute (QLoRA's frozen base), on the GPU, and its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    qlora_possible(ref)
+    model_dir = resolve_model_dir(ref, log=log)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quant, dtype=torch.bfloat16,
+                                                 device_map={"": torch.cuda.current_device()}, use_safetensors=True)
+    return model, load_tokenizer(model_dir)
+
+
 def load_for_answering(ref: str, log=print, precision: str = "auto"):
     """Load a model as load_for_inference does, made ready to answer: on the GPU if there is one, in bf16 where
     that runs fast (see models.precision.for_answering). For the audit, teach's replay answers, ask, chat, serve,

@@ -25,6 +25,7 @@ from knowtune.errors import KnowtuneError
 from knowtune.eval.audit import AuditSet, probes_file
 from knowtune.eval.grounding import Grounding
 from knowtune.io import cached_rows, write_jsonl
+from knowtune.models.load import qlora_possible
 from knowtune.models.precision import bf16_linears, use_bf16
 from knowtune.train.distributed import main_first, to_save, world_size
 from knowtune.train.hf import cpu_training_attention, lean_lora, lora_config, train_resumable, training_args
@@ -37,7 +38,7 @@ class TeachSettings(RunSettings, EpochSettings, OptimSettings, LoraSettings, Aud
                     SupervisedSettings, PrivacySettings, CanarySettings):
     DEFAULTS = {"epochs": 6, "learning_rate": 1e-3, "batch_size": 8}
     data: list[str] = Field(default_factory=list, description="Training data: Q&A, chat, prompt/completion, instruction or knowledge-pack files (JSONL, CSV, Parquet, YAML), and documents (.txt, .md, .html, .pdf files or folders of them).")
-    method: Literal["lora", "full"] = Field("lora", description="lora: train small adapter matrices (fast, keeps the base intact); full: update every weight.")
+    method: Literal["lora", "qlora", "full"] = Field("lora", description="lora: train small adapter matrices (fast, keeps the base intact); qlora: the same with the frozen base stored in 4 bits (NF4, bitsandbytes; a CUDA GPU only): about a quarter of the memory for the weights; full: update every weight.")
     unknowns: str | None = Field(None, description="Questions about your subject that your data never answers (JSONL, one {\"question\": ...} a line): the audit checks the model declines them instead of inventing an answer.")
     unknown_questions: int = Field(30, ge=0, description="Unknown questions knowtune makes from the facts for the audit (their names swapped for invented ones, or for names the data gives no such answer); 0: none.")
     abstain_ratio: float = Field(0.0, ge=0, description="Abstention views per knowledge view (off by default: at 0.1 a 135M model refused a third of the questions it had learned, measured on the generality benchmark; try 0.02-0.05 on larger models): near-miss questions the data never answers (made from training questions, never from audit ones) answered with a short refusal naming the subject. 0: off.")
@@ -218,6 +219,8 @@ class Teach(Method):
                                 "of every weight (135 million per record for the default model) and cannot clip the "
                                 "embedding the output layer shares with the input.",
                                 fix="use --method lora with --dp-epsilon.")
+        if s.method == "qlora":
+            qlora_possible(s.model)
         if s.dp_epsilon and world_size() > 1:
             raise KnowtuneError("--dp-epsilon trains in one process: its privacy accounting follows one sampler.",
                                 fix="leave out --processes (or the launcher) with --dp-epsilon.")
@@ -238,9 +241,13 @@ class Teach(Method):
 
     def train(self, s: TeachSettings, prep: Prepared, run: Run) -> Trained:
         from knowtune.models import load_for_answering, load_for_inference
+        from knowtune.models.load import load_4bit
 
         k: Knowledge = prep.data
-        model, tokenizer = load_for_inference(s.model, log=run.log)  # a run as the base: its tuned model
+        if s.method == "qlora":
+            model, tokenizer = load_4bit(s.model, log=run.log)
+        else:
+            model, tokenizer = load_for_inference(s.model, log=run.log)  # a run as the base: its tuned model
         # the start model's answers, written by a copy loaded for answering (bf16 where fast), as the audit answers
         with main_first():  # across processes: the main one writes them, the others read them
             replay = cached_rows(run.dir / "data" / "replay.jsonl",
@@ -260,7 +267,7 @@ class Teach(Method):
                 + (f", {world_size()} processes" if world_size() > 1 else "") + ").")
         train_resumable(trainer, run, run.verbose)
         st = trainer.state
-        return Trained("adapter" if s.method == "lora" else "model", to_save(trainer, tokenizer, run.dir), st.global_step,
+        return Trained("model" if s.method == "full" else "adapter", to_save(trainer, tokenizer, run.dir), st.global_step,
                        st.epoch, diverged_at=guard.diverged_at, best_checkpoint=st.best_model_checkpoint,
                        best_metric=st.best_metric)
 
@@ -319,7 +326,12 @@ def build_trainer(s, model, tokenizer, items, dev: list[knowledge.Probe], run_di
         activation_checkpointing=s.gradient_checkpointing)  # transformers 5 name; trl turns it on by default
     peft_config = None
     cpu_training_attention(model)
-    if getattr(s, "method", "full") == "lora":
+    if getattr(s, "method", "full") == "qlora":  # 4-bit frozen weights: peft's preparation, no bf16 copy
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=s.gradient_checkpointing)
+        peft_config = lora_config(s)
+    elif getattr(s, "method", "full") == "lora":
         if cfg.bf16:
             bf16_linears(model)
         peft_config = lora_config(s)
