@@ -86,7 +86,7 @@ def test_qwen2_gguf_round_trip(tiny_model, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from knowtune.models.export import write_gguf
+    from knowtune.serve.export import write_gguf
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
     torch.manual_seed(0)

@@ -494,7 +494,7 @@ def export(run: Path = typer.Argument(..., help="A finished run folder (teach, o
     """Write a taught model in a format other engines load, then check it: the run's held-out probes and general
     questions answered by the exported files beside the run's own audit (export.json; exit 1 when they differ by
     more than the tolerance)."""
-    from knowtune.models.export import ExportArgs, export as run_export
+    from knowtune.serve.export import ExportArgs, export as run_export
 
     r = run_export(ExportArgs(run, format, out, dtype, quant, tolerance), log=lambda m: err.print(m, highlight=False))
     for key, label in (("held_out", "held-out questions"), ("retention", "general knowledge")):
