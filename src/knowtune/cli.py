@@ -359,7 +359,6 @@ def tune(data: List[str] = typer.Argument(..., help="Training data, as teach tak
     on dev-probe accuracy minus the retention drop (never the held-out test probes), pruned after each epoch when
     hopeless. Writes best.yaml (`knowtune teach DATA --config best.yaml`), tune.json and report.md with plots;
     `--score RUN` scores that teach run with the same objective, to check that the found settings repeat."""
-    import os
     import subprocess
 
     from knowtune.train import tune as tuning
@@ -380,8 +379,9 @@ def tune(data: List[str] = typer.Argument(..., help="Training data, as teach tak
                 return
             console.print(f"This worker ran {ran} trial(s).", highlight=False)
         else:
-            threads = str(max(1, (os.cpu_count() or 2) // workers))
-            env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+            from knowtune.train.distributed import thread_env
+
+            env = thread_env(workers)
             args = [sys.executable, "-m", "knowtune.cli", "tune", *data, "--trials", str(trials), "--study", study,
                     "--out", str(folder), "--retention-weight", str(retention_weight), "--retention-questions",
                     str(retention_questions), "--stale-after", str(stale_after), "--worker",

@@ -88,6 +88,19 @@ def _load_error(name: str, model_dir: str, exc: Exception) -> KnowtuneError:
     )
 
 
+def base_of(ref: str | Path) -> str:
+    """The base model a run started from, followed down through runs trained on runs (a run that holds whole
+    weights, model/, is itself the base of what was trained on it); any other reference as given."""
+    import yaml
+
+    start = ref = str(ref)
+    while (Path(ref) / "config.yaml").exists():
+        if ref != start and (Path(ref) / "model").exists():
+            return str(Path(ref) / "model")
+        ref = yaml.safe_load((Path(ref) / "config.yaml").read_text())["model"]
+    return ref
+
+
 def qlora_possible(ref: str) -> None:
     """QLoRA needs a CUDA GPU and bitsandbytes, and a model (not a run) to quantise: a clear error otherwise."""
     import torch

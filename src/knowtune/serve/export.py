@@ -21,6 +21,7 @@ the registry ships (llama, qwen2).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class ExportArgs:
             self.out = (self.run / "export" / "hf" if self.format == "hf"
                         else self.run / "export" / f"{self.run.name}-{self.quant or self.dtype}.gguf")
         self.out = Path(self.out)
+        if self.format == "gguf" and self.out.suffix != ".gguf":
+            raise KnowtuneError(f"--out {self.out}: a GGUF file's name ends in .gguf.", fix=f"use --out {self.out}.gguf.")
 
 
 def run_audit_of(run: Path) -> dict:
@@ -132,14 +135,11 @@ def write_hf(model, tokenizer, folder: Path, dtype: str) -> Path:
 def pre_tokenizer(ref: str) -> str:
     """llama.cpp's name for how the tokenizer splits text before BPE (tokenizer.ggml.pre): the registry's, for a
     run whose base (followed through runs) is a registry model; "default" (GPT-2's split) otherwise."""
-    import yaml
-
     from knowtune.models import fetch
+    from knowtune.models.load import base_of
     from knowtune.models.registry import REGISTRY
 
-    seen = 0
-    while (Path(ref) / "config.yaml").exists() and seen < 20:
-        ref, seen = yaml.safe_load((Path(ref) / "config.yaml").read_text())["model"], seen + 1
+    ref = base_of(ref)
     alias = ref if ref in REGISTRY else fetch.read_marker(Path(ref)).get("alias") if Path(ref).is_dir() else None
     return REGISTRY[alias].gguf_pre if alias in REGISTRY else "default"
 
@@ -157,8 +157,9 @@ def token_table(tokenizer, n_vocab: int):
     import gguf
 
     tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    special = set(tokenizer.all_special_ids)
-    added = {i for i, t in tokenizer.added_tokens_decoder.items()}
+    decoder = tokenizer.added_tokens_decoder  # as llama.cpp's converter reads it: special added tokens are control
+    special = {i for i, t in decoder.items() if t.special} | set(tokenizer.all_special_ids)
+    added = set(decoder)
     types = [gguf.TokenType.CONTROL if i in special else gguf.TokenType.USER_DEFINED if i in added
              else gguf.TokenType.NORMAL for i in range(len(tokens))]
     for i in range(len(tokens), n_vocab):
@@ -192,6 +193,8 @@ def write_gguf(model, tokenizer, path: Path, dtype: str, quant: str | None, pre:
     arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[kind]
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    if kind == "llama" and (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)):
+        raise KnowtuneError("GGUF export writes llama models without attention or MLP biases only.", fix="export --format hf.")
     names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
     state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
     tied = bool(getattr(config, "tie_word_embeddings", False))
@@ -206,61 +209,70 @@ def write_gguf(model, tokenizer, path: Path, dtype: str, quant: str | None, pre:
                 "f32": gguf.LlamaFileType.ALL_F32}[dtype])
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")[1])
-    w = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
-    w.add_name(name or path.stem)
-    w.add_context_length(config.max_position_embeddings)
-    w.add_embedding_length(config.hidden_size)
-    w.add_block_count(config.num_hidden_layers)
-    w.add_feed_forward_length(config.intermediate_size)
-    w.add_head_count(heads)
-    w.add_head_count_kv(kv_heads)
-    w.add_layer_norm_rms_eps(config.rms_norm_eps)
-    w.add_rope_freq_base(float(rope.get("rope_theta") or getattr(config, "rope_theta", 10000.0)))
-    w.add_rope_dimension_count(head_dim)
-    w.add_vocab_size(n_vocab)
-    w.add_file_type(file_type)
-    if quant_type is not None:
-        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    tokens, types = token_table(tokenizer, n_vocab)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(pre)
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    with tempfile.TemporaryDirectory() as saved:  # merges and special ids as gguf reads them from tokenizer files
-        tokenizer.save_pretrained(saved)
-        special = gguf.SpecialVocab(saved, load_merges=True, n_vocab=n_vocab)
-    for kind_, token in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
-                         ("pad", tokenizer.pad_token_id), ("unk", tokenizer.unk_token_id)):
-        if token is not None:  # the tokenizer as knowtune uses it (its pad may be set at load), over the files'
-            special.special_token_ids[kind_] = token
-    special.chat_template = tokenizer.chat_template
-    special.add_to_gguf(w, quiet=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:  # a file cut short (an error, Ctrl-C) never stays behind
+        w = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
+        w.add_name(name or path.stem)
+        w.add_context_length(config.max_position_embeddings)
+        w.add_embedding_length(config.hidden_size)
+        w.add_block_count(config.num_hidden_layers)
+        w.add_feed_forward_length(config.intermediate_size)
+        w.add_head_count(heads)
+        w.add_head_count_kv(kv_heads)
+        w.add_layer_norm_rms_eps(config.rms_norm_eps)
+        w.add_rope_freq_base(float(rope.get("rope_theta") or getattr(config, "rope_theta", 10000.0)))
+        w.add_rope_dimension_count(head_dim)
+        if head_dim != config.hidden_size // heads:  # llama.cpp assumes hidden / heads unless told
+            w.add_key_length(head_dim)
+            w.add_value_length(head_dim)
+        w.add_vocab_size(n_vocab)
+        w.add_file_type(file_type)
+        if quant_type is not None:
+            w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        tokens, types = token_table(tokenizer, n_vocab)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(pre)
+        w.add_token_list(tokens)
+        w.add_token_types(types)
+        with tempfile.TemporaryDirectory() as saved:  # merges and special ids as gguf reads them from tokenizer files
+            tokenizer.save_pretrained(saved)
+            special = gguf.SpecialVocab(saved, load_merges=True, n_vocab=n_vocab)
+        for kind_, token in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
+                             ("pad", tokenizer.pad_token_id), ("unk", tokenizer.unk_token_id)):
+            if token is not None:  # the tokenizer as knowtune uses it (its pad may be set at load), over the files'
+                special.special_token_ids[kind_] = token
+        special.chat_template = tokenizer.chat_template
+        special.add_to_gguf(w, quiet=True)
 
-    for name, data in state.items():
-        target = names.get_name(name, try_suffixes=(".weight", ".bias"))
-        if target is None:
-            raise KnowtuneError(f"GGUF export: no GGUF name for the tensor {name}.", fix="export --format hf.")
-        if GGUF_ARCHITECTURES[kind]["rotary_layout"] and name.endswith(("q_proj.weight", "k_proj.weight")):
-            data = rotary_layout(data, heads if "q_proj" in name else kv_heads)
-        if data.ndim == 1:  # norms and biases stay f32, as llama.cpp keeps them
-            w.add_tensor(target, data.astype(np.float32))
-            continue
-        qtype = quant_type if quant_type is not None and data.shape[-1] % gguf.GGML_QUANT_SIZES[quant_type][0] == 0 \
-            else float_type  # a row that does not fill whole quantisation blocks keeps the float type
-        if qtype == gguf.GGMLQuantizationType.F32:
-            w.add_tensor(target, data.astype(np.float32))
-        elif qtype == gguf.GGMLQuantizationType.F16:
-            w.add_tensor(target, data.astype(np.float16))
-        else:
-            w.add_tensor(target, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
-    try:
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-    finally:
-        w.close()
-    tmp.replace(path)
+        for name, data in state.items():
+            target = names.get_name(name, try_suffixes=(".weight", ".bias"))
+            if target is None:
+                raise KnowtuneError(f"GGUF export: no GGUF name for the tensor {name}.", fix="export --format hf.")
+            if GGUF_ARCHITECTURES[kind]["rotary_layout"] and name.endswith(("q_proj.weight", "k_proj.weight")):
+                data = rotary_layout(data, heads if "q_proj" in name else kv_heads)
+            if data.ndim == 1:  # norms and biases stay f32, as llama.cpp keeps them
+                w.add_tensor(target, data.astype(np.float32))
+                continue
+            qtype = quant_type if quant_type is not None and data.shape[-1] % gguf.GGML_QUANT_SIZES[quant_type][0] == 0 \
+                else float_type  # a row that does not fill whole quantisation blocks keeps the float type
+            if qtype == gguf.GGMLQuantizationType.F32:
+                w.add_tensor(target, data.astype(np.float32))
+            elif qtype == gguf.GGMLQuantizationType.F16:
+                w.add_tensor(target, data.astype(np.float16))
+            else:
+                w.add_tensor(target, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        try:
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_tensors_to_file()
+        finally:
+            w.close()
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -295,19 +307,33 @@ def write_modelfile(gguf_path: Path, tokenizer) -> Path:
 def parity(a: ExportArgs, audit: dict, log=print) -> dict:
     """Answer the audit's held-out probes and general questions with the exported model, greedy, as the audit
     did; compare accuracy and the share of identical answers."""
+    import tempfile
+
     import yaml
 
-    from knowtune.data.knowledge import Probe
-    from knowtune.eval.audit import accuracy, score_probes
-    from knowtune.eval.generate import GenerationSettings
     from knowtune.models.load import load_for_answering
     from knowtune.progress import library_output, phase
 
     settings = yaml.safe_load((a.run / "config.yaml").read_text())
     after = audit["after"]
     rows = {"held_out": after["probes"], "retention": after.get("retention", [])}
-    with phase(f"Loading the export to check it"), library_output(None, False):
-        model, tokenizer = load_for_answering(str(a.out), log=log)
+    with tempfile.TemporaryDirectory(dir=a.out.parent, prefix=".parity.") as tmp:
+        with phase("Loading the export to check it"), library_output(None, False):
+            ref = str(a.out)
+            if a.format == "gguf":  # through transformers' GGUF loader, into a folder that goes with the check
+                from knowtune.models.fetch import convert_gguf
+
+                ref = str(convert_gguf(a.out, Path(tmp) / "model", log=lambda *_: None))
+            model, tokenizer = load_for_answering(ref, log=log)
+        return _answers_beside_audit(a, model, tokenizer, rows, settings)
+
+
+def _answers_beside_audit(a: ExportArgs, model, tokenizer, rows: dict, settings: dict) -> dict:
+    from knowtune.data.knowledge import Probe
+    from knowtune.eval.audit import accuracy, score_probes
+    from knowtune.eval.generate import GenerationSettings
+    from knowtune.progress import phase
+
     gen = GenerationSettings(max_new_tokens=settings.get("max_new_tokens", 40))
     out = {"tolerance": a.tolerance}
     total = sum(len(r) for r in rows.values())

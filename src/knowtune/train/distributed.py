@@ -18,9 +18,12 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from knowtune.errors import KnowtuneError
+
+BARRIER_TIMEOUT = timedelta(hours=6)
 
 
 def world_size() -> int:
@@ -37,7 +40,61 @@ def _state():
     import torch
     from accelerate import PartialState
 
-    return PartialState() if torch.cuda.is_available() else PartialState(cpu=True, backend="gloo")
+    # the first to start the process group sets its timeout: the others wait at a barrier while the main process
+    # audits the start model alone, which on a large pack takes longer than torch's default (30 min, NCCL less)
+    if torch.cuda.is_available():
+        return PartialState(timeout=BARRIER_TIMEOUT)
+    return PartialState(cpu=True, backend="gloo", timeout=BARRIER_TIMEOUT)
+
+
+@contextlib.contextmanager
+def all_cores():
+    """Work the main process does alone while the others wait: it may use every core meanwhile."""
+    if world_size() == 1 or not is_main():
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def use_all_cores() -> None:
+    """After training, when the other processes have left: the main process takes every core."""
+    if world_size() > 1:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or torch.get_num_threads())
+
+
+def thread_env(processes: int) -> dict[str, str]:
+    """The environment for `processes` processes sharing this machine's cores (unless the user set a count)."""
+    threads = str(max(1, (os.cpu_count() or 2) // processes))
+    return {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads),
+            "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", threads)}
+
+
+def check_processes(settings) -> None:
+    """What would fail in every process, found before any starts: a batch that does not split, more processes
+    than GPUs."""
+    import torch
+
+    n = settings.processes
+    batch = getattr(settings, "batch_size", None)
+    if batch is not None and batch % n:
+        raise KnowtuneError(f"--batch-size {batch} does not split evenly across {n} processes.",
+                            fix=f"use a batch size that is a multiple of {n}.")
+    micro = getattr(settings, "micro_batch", None)
+    if batch is not None and micro and (batch // n) % min(micro, batch // n):
+        raise KnowtuneError(f"--micro-batch {micro} does not divide the {batch // n} rows each of {n} processes takes.",
+                            fix="choose a micro-batch that divides batch size / processes.")
+    if torch.cuda.is_available() and n > torch.cuda.device_count():
+        raise KnowtuneError(f"--processes {n}: this machine has {torch.cuda.device_count()} GPU(s).",
+                            fix="use one process per GPU (or accelerate launch across machines).")
 
 
 @contextlib.contextmanager
@@ -69,6 +126,7 @@ def relaunch(words: list[str], settings, resume: bool, verbose: bool) -> int:
     returns the launcher's exit code."""
     import yaml
 
+    check_processes(settings)
     n = settings.processes
     run_dir = settings.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,9 +137,12 @@ def relaunch(words: list[str], settings, resume: bool, verbose: bool) -> int:
                 "--log-dir", str(run_dir / "ranks"), "--redirects", ",".join(f"{i}:3" for i in range(1, n)),
                 "-m", "knowtune.cli", *words, "--config", f.name, *(["--resume"] if resume else []),
                 *(["--verbose"] if verbose else [])]
-        threads = str(max(1, (os.cpu_count() or 2) // n))
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
-        return subprocess.run(args, env=env).returncode
+        launcher = subprocess.Popen(args, env=thread_env(n))
+        try:
+            return launcher.wait()
+        except KeyboardInterrupt:  # the processes got Ctrl-C too and are saving their checkpoint: let them
+            launcher.wait()
+            raise
     finally:
         Path(f.name).unlink(missing_ok=True)
 

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
 from knowtune.config import RunSettings
-from knowtune.errors import KnowtuneError
+from knowtune.errors import Interrupted, KnowtuneError
 from knowtune.eval.audit import AuditSet, AuditSummary, FactVerdict, empty_audit, fact_table, summary
+from knowtune.train import distributed
 from knowtune.io import cached_json, read_jsonl, save_pretrained_atomic, write_json, write_jsonl, write_text
 
 CHECKPOINT_MARKERS = ("trainer_state.json", "state.json")  # written last: a checkpoint without one is incomplete
@@ -124,7 +124,7 @@ class Run:
 
     def checkpoint(self) -> str | None:
         """On --resume, the newest complete checkpoint (None: start from the beginning)."""
-        return last_complete_checkpoint(self.checkpoints) if self.resume else None
+        return last_complete_checkpoint(self.checkpoints, remove=distributed.is_main()) if self.resume else None
 
     def cached(self, name: str, compute: Callable[[], Any]) -> Any:
         """A JSON file of the run folder, computed once: a resumed run reuses it."""
@@ -183,12 +183,13 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
     the main one does all of it; the others only train beside it and return None."""
     from knowtune.data.privacy import counts_line, scrub_if_on, scrubbing
     from knowtune.progress import library_output, phase
-    from knowtune.train import distributed
 
     main = distributed.is_main()
     if distributed.world_size() > 1 and not method.data_parallel:
         raise KnowtuneError(f"{' '.join(method.words())} does not train across several processes.",
                             fix="run it as one process (leave out --processes and the launcher).")
+    if distributed.world_size() > 1 and hasattr(s, "batch_size"):  # under any launcher, before a file is written
+        distributed.per_process_batch(s.batch_size)
 
     # validate before anything is written (no run folder yet: noise is dropped); --scrub-pii: the readers
     # replace personal data as they read, so nothing of it reaches the run folder
@@ -196,7 +197,7 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
         if method.pairs:  # preference pairs the front end read from rating databases
             method.pairs = [type(p)(**scrub_if_on(vars(p))) for p in method.pairs]
         prep = method.prepare(s, log)
-    r = Run(s.run_dir(), s, resume, log, verbose)
+    r = Run(s.run_dir(), s, resume, log if main else (lambda *_: None), verbose)  # one voice on the console
     if main:
         open_run_dir(r.dir, s, resume)
     distributed.wait_for_everyone()
@@ -223,13 +224,19 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
 
         tracker = Tracker(r.dir, s, resume, log)  # an unreachable tracking server stops the run here, before work
         try:
-            before = r.cached("audit_before.json", lambda: method.audit(s, prep, s.model, False, log)
-                              if audit_on else empty_audit())
+            with distributed.all_cores():  # the others wait meanwhile
+                before = r.cached("audit_before.json", lambda: method.audit(s, prep, s.model, False, log)
+                                  if audit_on else empty_audit())
             distributed.wait_for_everyone()
             result = _train_save_audit(method, s, prep, r, before, audit_on)
             tracker.finish(result.to_json())
-        finally:
-            tracker.close(failed=sys.exc_info()[0] is not None)
+        except (KeyboardInterrupt, Interrupted):
+            tracker.close("KILLED")
+            raise
+        except BaseException:
+            tracker.close("FAILED")
+            raise
+        tracker.close()
     return result
 
 
@@ -239,6 +246,7 @@ def _train_save_audit(method: Method, s: RunSettings, prep: Prepared, r: Run, be
 
     log = r.log
     trained = method.train(s, prep, r)
+    distributed.use_all_cores()  # the other processes have left: saving and the audit are the main one's
     if trained.diverged_at is not None:
         raise KnowtuneError(
             f"Training diverged: the loss or weights became NaN/inf at step {trained.diverged_at}. Nothing "
@@ -273,8 +281,9 @@ def open_run_dir(run_dir: Path, s: RunSettings, resume: bool) -> None:
     write_text(run_dir / "config.yaml", s.to_yaml())
 
 
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest checkpoint that was written to the end; incomplete ones (a run killed mid-save) are removed."""
+def last_complete_checkpoint(folder: Path, remove: bool = True) -> str | None:
+    """The newest checkpoint that was written to the end; incomplete ones (a run killed mid-save) are removed
+    (`remove`: by the main process only, when several train)."""
     if not folder.exists():
         return None
     found = sorted((p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
@@ -282,7 +291,8 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     for ckpt in reversed(found):
         if any((ckpt / m).exists() for m in CHECKPOINT_MARKERS):
             return str(ckpt)
-        shutil.rmtree(ckpt, ignore_errors=True)
+        if remove:
+            shutil.rmtree(ckpt, ignore_errors=True)
     return None
 
 

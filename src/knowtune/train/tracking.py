@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from knowtune.errors import KnowtuneError
+from knowtune.io import read_jsonl
 
 POLL_SECONDS = 5.0
 NOT_METRICS = {"step", "seconds"}
@@ -42,20 +43,19 @@ class Tracker:
         self.dir, self.log = Path(run_dir), log
         self.metrics = self.dir / "metrics.jsonl"
         self.offset = self.metrics.stat().st_size if resume and self.metrics.exists() else 0
-        self.last_step = 0
-        if self.offset:
-            rows = [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
-            self.last_step = max((r.get("step", 0) for r in rows), default=0)
+        self.last_step = max((r.get("step", 0) for r in read_jsonl(self.metrics)), default=0) if self.offset else 0
         self.tb = self.ml = None
+        if getattr(settings, "mlflow", None):  # first: an unreachable server stops the run before anything opens
+            self.ml = _MlflowRun(settings, self.dir, resume)
+            if not resume or not self.ml.resumed:
+                self.ml.params(settings.model_dump())
         if getattr(settings, "tensorboard", False):
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: on resume, events the killed run logged after its checkpoint are dropped
             self.tb = SummaryWriter(str(self.dir / "tensorboard"), purge_step=self.last_step + 1 if resume else None)
-        if getattr(settings, "mlflow", None):
-            self.ml = _MlflowRun(settings, self.dir, resume)
-            if not resume or not self.ml.resumed:
-                self.ml.params(settings.model_dump())
+        self.lock = threading.Lock()  # the poller thread and finish() never read the file at once
+        self.warned = False
         self.stop = threading.Event()
         self.thread = None
         if self.tb or self.ml:
@@ -68,10 +68,23 @@ class Tracker:
 
     def _loop(self):
         while not self.stop.wait(POLL_SECONDS):
-            self.poll()
+            self._safely(self.poll)
+
+    def _safely(self, action, *args) -> None:
+        """Tracking never fails a run: an error (a tracking server gone, a full disk) is said once, in the log."""
+        try:
+            action(*args)
+        except Exception as exc:
+            if not self.warned:
+                self.warned = True
+                self.log(f"Tracking: {type(exc).__name__}: {str(exc)[:300]} (the run goes on; its metrics.jsonl has everything).")
 
     def poll(self) -> int:
         """Forward the complete lines written since the last call; returns how many rows."""
+        with self.lock:
+            return self._poll()
+
+    def _poll(self) -> int:
         if not self.metrics.exists():
             return 0
         with open(self.metrics, "rb") as f:
@@ -97,6 +110,9 @@ class Tracker:
         self.stop.set()
         if self.thread:
             self.thread.join(timeout=30)
+        self._safely(self._finish, audit)
+
+    def _finish(self, audit: dict) -> None:
         self.poll()
         figures = {f"audit/{k}": float(v) for k, v in (audit.get("summary") or {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -116,15 +132,15 @@ class Tracker:
             self.ml.end("FINISHED")
             self.log(f"MLflow: run {self.ml.run_id} in experiment {self.ml.experiment!r} at {self.ml.uri}.")
 
-    def close(self, failed: bool = False) -> None:
+    def close(self, status: str | None = None) -> None:
+        """Stop the poller and close the writers; `status` (FAILED, KILLED) ends an MLflow run the run left."""
         self.stop.set()
         if self.thread and self.thread.is_alive():
             self.thread.join(timeout=30)
         if self.tb:
-            self.tb.flush()
-            self.tb.close()
-        if self.ml and failed:
-            self.ml.end("KILLED")
+            self._safely(self.tb.close)
+        if self.ml and status:
+            self._safely(self.ml.end, status)
 
 
 def _tag(key: str) -> str:
@@ -148,8 +164,10 @@ class _MlflowRun:
         self.experiment = settings.mlflow_experiment
         try:
             self.client = MlflowClient(self.uri)
-            found = self.client.get_experiment_by_name(self.experiment)
-            experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment, artifact_location=artifacts)
+            experiment_id = self._experiment(artifacts)
+        except ImportError as exc:  # a store whose driver is missing (SQLite stores need sqlalchemy and alembic)
+            raise KnowtuneError(f"--mlflow {settings.mlflow}: MLflow cannot open {self.uri}: {exc.name or exc} is missing.",
+                                fix='install the tracking extra: pip install -e ".[tracking]".') from exc
         except Exception as exc:
             raise KnowtuneError(f"--mlflow {settings.mlflow}: cannot reach the tracking store {self.uri} "
                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}).",
@@ -167,6 +185,19 @@ class _MlflowRun:
             from knowtune.io import write_json
 
             write_json(marker, {"uri": self.uri, "run_id": self.run_id, "experiment": self.experiment})
+
+    def _experiment(self, artifacts: str | None) -> str:
+        """The experiment's id, made if missing (two runs starting at once: the one that loses the race reads it)."""
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(self.experiment, artifact_location=artifacts)
+        except Exception:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return found.experiment_id
 
     def params(self, settings: dict[str, Any]) -> None:
         from mlflow.entities import Param

@@ -506,16 +506,19 @@ def score(a: TuneArgs, runs: list[str], log=print) -> list[dict]:
         raise KnowtuneError(f"Study {a.study!r} has not measured the start model yet.",
                             fix="run at least one trial (`knowtune tune ...` without --score) first.")
     probes = retention_sample(a.retention_questions, a.seed)
-    kept = {r["run"]: r for r in study.user_attrs.get("scored", [])}
     out = []
     for run in runs:
         if not (Path(run) / "config.yaml").exists():
             raise KnowtuneError(f"{run}: not a run folder (no config.yaml).", fix="give the --out folder of a finished "
                                 "`knowtune teach` run.")
-        r = {"run": str(run), **objective_of(Path(run), a.retention_weight, study.user_attrs["base_retention"], probes, log)}
-        kept[str(run)] = r
-        out.append(r)
-    with file_lock(a.folder / "study.lock"):
+        out.append({"run": str(run), **objective_of(Path(run), a.retention_weight, study.user_attrs["base_retention"],
+                                                     probes, log)})
+    with file_lock(a.folder / "study.lock"):  # read again under the lock: another --score may have added its own
+        import optuna
+
+        kept = {r["run"]: r for r in optuna.load_study(study_name=a.study, storage=open_storage(a.storage, a.folder))
+                .user_attrs.get("scored", [])}
+        kept.update({r["run"]: r for r in out})
         study.set_user_attr("scored", list(kept.values()))
     return out
 

@@ -291,11 +291,11 @@ def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey
         user = require(request)
         if user is None:
             return login_redirect(request)
-        return page(request, "runs.html", runs=list_runs(launcher.root, set(launcher.running)), root=launcher.root,
+        return page(request, "runs.html", runs=list_runs(launcher.root, launcher.names()), root=launcher.root,
                     busy=launcher.busy(), suffixes=",".join(DATA_SUFFIXES))
 
     def found(request: Request, name: str):
-        folder = run_folder(launcher.root, name, launcher.running)
+        folder = run_folder(launcher.root, name, launcher.names())
         if folder is None:
             raise _NotFound(f"No run named {name!r} in {launcher.root}.")
         return folder
@@ -308,7 +308,7 @@ def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey
         if len(names) != 2 or names[0] == names[1]:
             flash(request, "Tick exactly two different runs to compare.", "error")
             return RedirectResponse("/runs", status_code=303)
-        a, b = (run_detail(found(request, n), set(launcher.running)) for n in names)
+        a, b = (run_detail(found(request, n), launcher.names()) for n in names)
         return page(request, "compare.html", a=a, b=b, c=compare(a, b))
 
     @app.get("/runs/{name}")
@@ -316,7 +316,7 @@ def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey
         if require(request) is None:
             return login_redirect(request)
         folder = found(request, name)
-        d = run_detail(folder, set(launcher.running))
+        d = run_detail(folder, launcher.names())
         return page(request, "run.html", d=d, progress=progress(folder), loss_svg=svg_points(d["loss"]),
                     dev_svg=svg_points(d["dev_accuracy"]))
 
@@ -324,10 +324,10 @@ def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey
     def run_progress(request: Request, name: str):
         if require(request) is None:
             return JSONResponse({"error": "sign in"}, status_code=401)
-        folder = run_folder(launcher.root, name, launcher.running)
+        folder = run_folder(launcher.root, name, launcher.names())
         if folder is None:
             return JSONResponse({"error": "no such run"}, status_code=404)
-        return {**progress(folder), "status": run_detail(folder, set(launcher.running))["row"].status}
+        return {**progress(folder), "status": run_detail(folder, launcher.names())["row"].status}
 
     @app.get("/runs/{name}/plots/{plot}")
     def run_plot(request: Request, name: str, plot: str):

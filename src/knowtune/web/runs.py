@@ -8,7 +8,9 @@ the job's progress and sets the job done or failed when the process ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +23,8 @@ import yaml
 
 from knowtune.web.store import Store
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+RESERVED = {"compare", "new"}  # the pages under /runs/
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".yaml", ".yml", ".parquet", ".txt", ".md")
 
 
@@ -41,7 +44,7 @@ class RunRow:
 
 
 def valid_name(name: str) -> bool:
-    return bool(NAME.match(name or "")) and ".." not in name
+    return bool(NAME.fullmatch(name or "")) and ".." not in name
 
 
 def run_folder(root: Path, name: str, starting=()) -> Path | None:
@@ -50,7 +53,8 @@ def run_folder(root: Path, name: str, starting=()) -> Path | None:
     if not valid_name(name):
         return None
     folder = root / name
-    known = (folder / "config.yaml").exists() or name in starting and folder.is_dir()
+    # a run started from the page has its console.txt from the start, so it shows even if it fails before its settings
+    known = (folder / "config.yaml").exists() or (folder / "console.txt").exists() or name in starting and folder.is_dir()
     return folder if known and folder.resolve().parent == root.resolve() else None
 
 
@@ -171,7 +175,8 @@ class TeachLauncher:
 
     def __init__(self, store: Store, root: Path, base_config: str | None = None, poll: float = 1.0):
         self.store, self.root, self.base_config, self.poll = store, Path(root), base_config, poll
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one run started here at a time
+        self._names = threading.Lock()
         self.running: dict[str, int] = {}  # run name -> job id
 
     def busy(self) -> bool:
@@ -180,7 +185,7 @@ class TeachLauncher:
     def start(self, name: str, upload_name: str, content: bytes, settings: dict) -> int:
         """Save the uploaded file (under ROOT/.uploads/NAME/), start teach on it into ROOT/NAME; returns the job
         id. ValueError with the reason when the name or file cannot be used, or a run is already going."""
-        if not valid_name(name):
+        if not valid_name(name) or name in RESERVED:
             raise ValueError("the run name may hold letters, digits, '.', '_' and '-' (up to 80, not starting with '.').")
         if (self.root / name).exists():
             raise ValueError(f"a run named {name} already exists; choose another name.")
@@ -200,24 +205,30 @@ class TeachLauncher:
                     *(["--config", self.base_config] if self.base_config else [])]
             for key, value in settings.items():
                 args += [f"--{key.replace('_', '-')}", str(value)]
-            console = open(out / "console.txt", "w")
-            proc = subprocess.Popen(args, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**__import__("os").environ, "COLUMNS": "100"})
             job = self.store.create_job("teach", 0, f"{name}: started")
-            self.running[name] = job
-            threading.Thread(target=self._follow, args=(name, out, proc, console, job), daemon=True).start()
+            with open(out / "console.txt", "w") as console:  # the child holds its own copy of the handle
+                proc = subprocess.Popen(args, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env={**os.environ, "COLUMNS": "100"})
+            with self._names:
+                self.running[name] = job
+            threading.Thread(target=self._follow, args=(name, out, proc, job), daemon=True).start()
             return job
         except BaseException:
             self._lock.release()
             raise
 
-    def _follow(self, name: str, out: Path, proc, console, job: int) -> None:
+    def names(self) -> set[str]:
+        """The runs started here that are still going (a copy, safe while the follower threads change it)."""
+        with self._names:
+            return set(self.running)
+
+    def _follow(self, name: str, out: Path, proc, job: int) -> None:
         try:
             while proc.poll() is None:
                 p = progress(out)
-                self.store.update_job(job, done=p["step"], total=p["total"], message=f"{name}: {p['phase']}")
+                with contextlib.suppress(Exception):  # a busy database skips one update, never the follow
+                    self.store.update_job(job, done=p["step"], total=p["total"], message=f"{name}: {p['phase']}")
                 time.sleep(self.poll)
-            console.close()
             p = progress(out)
             if proc.returncode == 0 and p["phase"] == "done":
                 self.store.update_job(job, status="done", done=p["total"], total=p["total"], message=f"{name}: done")
@@ -226,5 +237,6 @@ class TeachLauncher:
                 self.store.update_job(job, status="failed", message=f"{name}: failed (exit {proc.returncode}): "
                                                                      + " ".join(tail)[-500:])
         finally:
-            self.running.pop(name, None)
+            with self._names:
+                self.running.pop(name, None)
             self._lock.release()

@@ -56,19 +56,6 @@ class DistillSettings(RunSettings, EpochSettings, OptimSettings, AuditSettings, 
         return f"{Path(self.teacher).name}-student"
 
 
-def teacher_base(run: Path) -> str:
-    """The base model a run started from, followed down through runs trained on runs (a run that holds whole
-    weights, model/, is itself the base of what was trained on it)."""
-    import yaml
-
-    ref = str(run)
-    while (Path(ref) / "config.yaml").exists():
-        if ref != str(run) and (Path(ref) / "model").exists():
-            return str(Path(ref) / "model")
-        ref = yaml.safe_load((Path(ref) / "config.yaml").read_text())["model"]
-    return ref
-
-
 def check_teacher(teacher: str) -> Path:
     run = Path(teacher)
     if not teacher or not (run / "config.yaml").exists():
@@ -86,15 +73,15 @@ def check_student(s: DistillSettings, log) -> int | None:
     position. Loads configs and tokenizers only."""
     from transformers import AutoConfig
 
-    from knowtune.models.load import load_tokenizer, resolve_model_dir
+    from knowtune.models.load import base_of, load_tokenizer, resolve_model_dir
     from knowtune.models.slim import is_slim_spec, layers_wanted
 
-    base_dir = resolve_model_dir(teacher_base(Path(s.teacher)), log=log)
+    base_dir = resolve_model_dir(base_of(Path(s.teacher)), log=log)
     if is_slim_spec(s.student):
         return layers_wanted(s.student, AutoConfig.from_pretrained(base_dir).num_hidden_layers)
     if (Path(s.student) / "config.yaml").exists():
         check_teacher(s.student)  # a run as the student: it must hold weights
-    student_dir = resolve_model_dir(teacher_base(Path(s.student)), log=log)
+    student_dir = resolve_model_dir(base_of(Path(s.student)), log=log)
     try:
         ours, theirs = load_tokenizer(base_dir).get_vocab(), load_tokenizer(student_dir).get_vocab()
         sizes = [AutoConfig.from_pretrained(d).get_text_config().vocab_size for d in (base_dir, student_dir)]
@@ -113,12 +100,12 @@ def check_student(s: DistillSettings, log) -> int | None:
 
 
 def load_student(s: DistillSettings, blocks: int | None, log):
-    from knowtune.models.load import load_for_inference
+    from knowtune.models.load import base_of, load_for_inference
     from knowtune.models.slim import slimmed
 
     if blocks is None:
         return load_for_inference(s.student, log=log)
-    base, tokenizer = load_for_inference(teacher_base(Path(s.teacher)), log=log)
+    base, tokenizer = load_for_inference(base_of(Path(s.teacher)), log=log)
     return slimmed(base, blocks), tokenizer
 
 
@@ -154,6 +141,7 @@ class Distill(Method):
         from knowtune.eval.audit import AuditSet
         from knowtune.eval.grounding import Grounding
         from knowtune.io import read_jsonl
+        from knowtune.models.load import base_of
 
         run = check_teacher(s.teacher)
         blocks = check_student(s, log)
@@ -169,7 +157,7 @@ class Distill(Method):
                         Grounding.from_fact_rows(facts) if facts else None, s.max_new_tokens)
         files = {"facts": facts, "probes_dev": [p.to_row() for p in aset.dev],
                  "probes_test": [p.to_row() for p in aset.probes], "unknowns": [p.to_row() for p in aset.unknowns]}
-        student = f"{blocks} blocks of {teacher_base(run)}" if blocks else s.student
+        student = f"{blocks} blocks of {base_of(run)}" if blocks else s.student
         return Prepared(aset, {"items": items, "blocks": blocks}, files,
                         f"Distilling {run} into {student}: {len(items)} training views of the teacher, "
                         f"{len(aset.dev)} dev and {len(aset.probes)} held-out probes.")

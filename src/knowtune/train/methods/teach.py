@@ -27,7 +27,7 @@ from knowtune.eval.grounding import Grounding
 from knowtune.io import cached_rows, write_jsonl
 from knowtune.models.load import qlora_possible
 from knowtune.models.precision import bf16_linears, use_bf16
-from knowtune.train.distributed import main_first, to_save, world_size
+from knowtune.train.distributed import all_cores, is_main, main_first, to_save, world_size
 from knowtune.train.hf import cpu_training_attention, lean_lora, lora_config, train_resumable, training_args
 from knowtune.train.lifecycle import Method, Prepared, Run, Trained
 from knowtune.train.private import Budget, CanarySettings, PrivacySettings, plan
@@ -249,7 +249,7 @@ class Teach(Method):
         else:
             model, tokenizer = load_for_inference(s.model, log=run.log)  # a run as the base: its tuned model
         # the start model's answers, written by a copy loaded for answering (bf16 where fast), as the audit answers
-        with main_first():  # across processes: the main one writes them, the others read them
+        with main_first(), all_cores():  # across processes: the main one writes them, the others read them
             replay = cached_rows(run.dir / "data" / "replay.jsonl",
                                  lambda: general_answers(*load_for_answering(s.model, log=run.log)))
         taught = k.records if k.budget else k.items
@@ -258,7 +258,8 @@ class Teach(Method):
         # canaries: each inserted as its own record, k times (never through the views, which would multiply it)
         items += [augment.TrainItem("chat", c.prompt(), c.answer(), f"canary:{c.id}", "canary")
                   for c in k.canaries for _ in range(c.repeats)]
-        write_jsonl(run.dir / "data" / "train.jsonl", [it.to_row() for it in items])
+        if is_main():
+            write_jsonl(run.dir / "data" / "train.jsonl", [it.to_row() for it in items])
         if k.budget:
             return train_teach_private(s, model, tokenizer, items, k.budget, run)
         trainer, guard = build_trainer(s, model, tokenizer, items, k.dev, run.dir, callbacks=self.callbacks)
