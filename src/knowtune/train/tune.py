@@ -182,7 +182,7 @@ def open_study(storage, a: "TuneArgs", defaults: dict[str, Any]):
     with file_lock(a.folder / "study.lock"):
         study = optuna.create_study(storage=storage, study_name=a.study, direction="maximize", load_if_exists=True,
                                     sampler=optuna.samplers.TPESampler(seed=None),
-                                    pruner=optuna.pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=2))
+                                    pruner=optuna.pruners.PercentilePruner(75.0, n_startup_trials=3, n_warmup_steps=2))  # keeps the top 75%
         if not study.trials:
             for key in OBJECTIVE:
                 study.set_user_attr(key, getattr(a, key))
