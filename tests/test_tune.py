@@ -174,3 +174,19 @@ def test_a_trial_given_up_by_another_worker_is_not_told_and_a_dead_retry_is_not_
     retry.set_user_attr("heartbeat", 0.0)
     assert tune.reap_stale(study, 60, log=lambda *a: None) == 1
     assert [t.state for t in study.trials] == [S.FAIL, S.FAIL]  # a retry that died again is not queued a third time
+
+
+def test_the_pruner_stops_the_bottom_quarter_only():
+    """Forgetting is not in the pruned figure, so only clearly hopeless trials stop: below the 25th percentile of
+    the completed trials at that epoch (a median pruner would also stop the 0.70 trial)."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize", pruner=tune.pruner())
+    for value in (0.9, 0.8, 0.7, 0.6):
+        t = study.ask()
+        t.report(value, 2)
+        study.tell(t, value)
+    slow, hopeless = study.ask(), study.ask()
+    slow.report(0.70, 2)
+    hopeless.report(0.65, 2)
+    assert not slow.should_prune() and hopeless.should_prune()
