@@ -472,7 +472,10 @@ def summarise(a: TuneArgs) -> dict:
 
     study = existing_study(a)
     S = optuna.trial.TrialState
-    rows = [{"number": t.number, "state": t.state.name, "objective": t.value, "params": t.params,
+    # a pruned trial's value is its last dev-probe accuracy, not an objective: kept apart as `pruned_at`
+    rows = [{"number": t.number, "state": t.state.name, "objective": t.value if t.state == S.COMPLETE else None,
+             "pruned_at": ({"epoch": max(t.intermediate_values), "dev_accuracy": t.intermediate_values[max(t.intermediate_values)]}
+                           if t.state == S.PRUNED and t.intermediate_values else None), "params": t.params,
              **{k: t.user_attrs.get(k) for k in ("dev_accuracy", "retention", "retention_drop", "run", "worker",
                                                  "retry_of", "defaults", "error")}} for t in study.trials]
     done = [t for t in study.trials if t.state == S.COMPLETE]
@@ -610,7 +613,9 @@ def report_text(result: dict, a: TuneArgs, plots: list[tuple[str, str]]) -> str:
     for r in result["trials"]:
         drop = "-" if r["retention_drop"] is None else f"{100 * r['retention_drop']:+.1f} pts"
         obj = "-" if r["objective"] is None else f"{r['objective']:.3f}"
-        lines.append(f"| {r['number']} | {r['state'].lower()} | {obj} | {pct(r['dev_accuracy'])} | {drop} | "
+        dev = pct(r["dev_accuracy"]) if r.get("pruned_at") is None else \
+            f"{pct(r['pruned_at']['dev_accuracy'])} at epoch {r['pruned_at']['epoch']}"
+        lines.append(f"| {r['number']} | {r['state'].lower()} | {obj} | {dev} | {drop} | "
                      f"{json.dumps(r['params'])} |")
     lines.append("")
     lines += [f"![{caption}]({path})" for caption, path in plots]
