@@ -90,7 +90,7 @@ def export(a: ExportArgs, log=print) -> dict:
     audit = run_audit_of(a.run)
     with phase(f"Merging {a.run} for export"), library_output(None, False):
         model, tokenizer = load_for_inference(str(a.run), log=log)
-    with phase(f"Writing {a.out}"):
+    with phase(f"Writing {a.out}"), library_output(None, False):  # transformers' shard bars stay off the console
         if a.format == "hf":
             write_hf(model, tokenizer, a.out, a.dtype)
         else:
