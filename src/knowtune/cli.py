@@ -718,9 +718,7 @@ def method_command(method_cls):
         config, set_, resume, verbose = (kwargs.pop(k) for k in ("config", "set_", "resume", "verbose"))
         s = _settings(S, config, set_, kwargs, resume)
         if s.processes > 1 and distributed.world_size() == 1:  # start the N processes, each running this command
-            if not method_cls.data_parallel:
-                raise KnowtuneError(f"{' '.join(method_cls.words())} trains in one process; --processes is for methods "
-                                    "that train as teach does.", fix="leave out --processes.")
+            distributed.require_data_parallel(method_cls)
             code = distributed.relaunch(method_cls.words(), s, resume, verbose)
             if code:
                 raise typer.Exit(code)

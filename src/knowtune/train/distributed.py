@@ -78,20 +78,38 @@ def thread_env(processes: int) -> dict[str, str]:
             "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", threads)}
 
 
+def require_data_parallel(method) -> None:
+    """A method (class or instance) that cannot train across processes is refused, before any process starts
+    (--processes) or in each one a launcher started."""
+    if not method.data_parallel:
+        raise KnowtuneError(f"{' '.join(method.words())} trains in one process; --processes and the launchers are "
+                            "for methods that train as teach does.", fix="run it as one process (leave out --processes).")
+
+
+def batch_split(batch_size: int, micro_batch: int | None, processes: int) -> tuple[int, int]:
+    """(rows each process takes of a step's batch, rows per forward/backward pass): the global batch stays
+    --batch-size whatever the number of processes; the rest of a process's share is gradient accumulation."""
+    if batch_size % processes:
+        raise KnowtuneError(f"--batch-size {batch_size} does not split evenly across {processes} processes.",
+                            fix=f"use a batch size that is a multiple of {processes}.")
+    share = batch_size // processes
+    micro = min(micro_batch or share, share)
+    if share % micro:
+        raise KnowtuneError(f"--micro-batch {micro} does not divide --batch-size {batch_size}"
+                            + (f" / {processes} processes" if processes > 1 else "") +
+                            f": the batch would become {-(-share // micro) * micro * processes}.",
+                            fix="choose a micro-batch that divides the batch size.")
+    return share, micro
+
+
 def check_processes(settings) -> None:
     """What would fail in every process, found before any starts: a batch that does not split, more processes
     than GPUs."""
     import torch
 
     n = settings.processes
-    batch = getattr(settings, "batch_size", None)
-    if batch is not None and batch % n:
-        raise KnowtuneError(f"--batch-size {batch} does not split evenly across {n} processes.",
-                            fix=f"use a batch size that is a multiple of {n}.")
-    micro = getattr(settings, "micro_batch", None)
-    if batch is not None and micro and (batch // n) % min(micro, batch // n):
-        raise KnowtuneError(f"--micro-batch {micro} does not divide the {batch // n} rows each of {n} processes takes.",
-                            fix="choose a micro-batch that divides batch size / processes.")
+    if getattr(settings, "batch_size", None) is not None:
+        batch_split(settings.batch_size, getattr(settings, "micro_batch", None), n)
     if torch.cuda.is_available() and n > torch.cuda.device_count():
         raise KnowtuneError(f"--processes {n}: this machine has {torch.cuda.device_count()} GPU(s).",
                             fix="use one process per GPU (or accelerate launch across machines).")
@@ -110,15 +128,6 @@ def main_first():
 def wait_for_everyone() -> None:
     if world_size() > 1:
         _state().wait_for_everyone()
-
-
-def per_process_batch(batch_size: int) -> int:
-    """The rows each process takes of a step's batch: the global batch stays --batch-size whatever N is."""
-    n = world_size()
-    if batch_size % n:
-        raise KnowtuneError(f"--batch-size {batch_size} does not split evenly across {n} processes.",
-                            fix=f"use a batch size that is a multiple of {n}.")
-    return batch_size // n
 
 
 def relaunch(words: list[str], settings, resume: bool, verbose: bool) -> int:

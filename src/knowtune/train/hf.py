@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import types
 
-from knowtune.errors import Interrupted, KnowtuneError
+from knowtune.errors import Interrupted
 from knowtune.models.precision import use_bf16
 from knowtune.train.optim import hf_optimizer
 
@@ -18,16 +18,10 @@ def training_args(config_cls, s, run_dir, n_examples: int, evaluate: bool = Fals
     Logging goes to metrics.jsonl and the console's progress display, never to stdout as dicts."""
     import torch
 
-    from knowtune.train.distributed import per_process_batch, world_size
+    from knowtune.train.distributed import batch_split, world_size
 
     steps_per_epoch = math.ceil(n_examples / s.batch_size)
-    share = per_process_batch(s.batch_size)  # across N processes each takes 1/N of every step's batch
-    micro = min(s.micro_batch or share, share)  # rows per pass; the rest is gradient accumulation
-    if share % micro:
-        raise KnowtuneError(f"--micro-batch {micro} does not divide --batch-size {s.batch_size}"
-                            + (f" / {world_size()} processes" if world_size() > 1 else "") +
-                            f": the batch would become {math.ceil(share / micro) * micro * world_size()}.",
-                            fix="choose a micro-batch that divides the batch size.")
+    share, micro = batch_split(s.batch_size, s.micro_batch, world_size())  # each process's rows, rows per pass
     total = s.max_steps if s.max_steps > 0 else steps_per_epoch * s.epochs
     every = s.checkpoint_every
     return config_cls(

@@ -185,11 +185,10 @@ def run(method: Method, s: RunSettings, resume: bool = False, log=print, verbose
     from knowtune.progress import library_output, phase
 
     main = distributed.is_main()
-    if distributed.world_size() > 1 and not method.data_parallel:
-        raise KnowtuneError(f"{' '.join(method.words())} does not train across several processes.",
-                            fix="run it as one process (leave out --processes and the launcher).")
-    if distributed.world_size() > 1 and hasattr(s, "batch_size"):  # under any launcher, before a file is written
-        distributed.per_process_batch(s.batch_size)
+    if distributed.world_size() > 1:  # under any launcher, before a file is written
+        distributed.require_data_parallel(method)
+        if hasattr(s, "batch_size"):
+            distributed.batch_split(s.batch_size, getattr(s, "micro_batch", None), distributed.world_size())
 
     # validate before anything is written (no run folder yet: noise is dropped); --scrub-pii: the readers
     # replace personal data as they read, so nothing of it reaches the run folder

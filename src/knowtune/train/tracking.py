@@ -62,10 +62,6 @@ class Tracker:
             self.thread = threading.Thread(target=self._loop, name="knowtune-tracking", daemon=True)
             self.thread.start()
 
-    @property
-    def on(self) -> bool:
-        return bool(self.tb or self.ml)
-
     def _loop(self):
         while not self.stop.wait(POLL_SECONDS):
             self._safely(self.poll)

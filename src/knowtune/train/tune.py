@@ -188,6 +188,11 @@ def open_study(storage, a: "TuneArgs", defaults: dict[str, Any]):
                 study.set_user_attr(key, getattr(a, key))
             if defaults:
                 study.enqueue_trial(defaults, user_attrs={"defaults": True})
+    return objective_from(study, a)
+
+
+def objective_from(study, a: "TuneArgs"):
+    """Read the objective's terms the study's first worker fixed back into `a`; returns the study."""
     for key in OBJECTIVE:
         setattr(a, key, study.user_attrs.get(key, getattr(a, key)))
     return study
@@ -507,9 +512,7 @@ def existing_study(a: TuneArgs):
     except KeyError as exc:
         raise KnowtuneError(f"No study named {a.study!r} in {a.storage or a.folder / 'journal.log'}.",
                             fix="give the --study and --storage (or --out) the workers used.") from exc
-    for key in OBJECTIVE:
-        setattr(a, key, study.user_attrs.get(key, getattr(a, key)))
-    return study
+    return objective_from(study, a)
 
 
 def score(a: TuneArgs, runs: list[str], log=print) -> list[dict]:

@@ -35,7 +35,8 @@ from knowtune.web import auth, forms
 from knowtune.web.generate import AnswerWriter
 from knowtune.web.keyfile import SigningKey
 from knowtune.web.sessions import SignedCookieSessions
-from knowtune.web.runs import DATA_SUFFIXES, TeachLauncher, compare, list_runs, progress, run_detail, run_folder, svg_points
+from knowtune.web.runs import (DATA_SUFFIXES, TeachLauncher, compare, list_runs, plots_of, progress, row_of, run_detail,
+                               run_folder, svg_points)
 from knowtune.web.store import Store
 
 HERE = Path(__file__).parent
@@ -327,14 +328,14 @@ def create_app(store: Store, writer: AnswerWriter | None = None, key: SigningKey
         folder = run_folder(launcher.root, name, launcher.names())
         if folder is None:
             return JSONResponse({"error": "no such run"}, status_code=404)
-        return {**progress(folder), "status": run_detail(folder, launcher.names())["row"].status}
+        return {**progress(folder), "status": row_of(folder, launcher.names()).status}  # polled: no more than it needs
 
     @app.get("/runs/{name}/plots/{plot}")
     def run_plot(request: Request, name: str, plot: str):
         if require(request) is None:
             return login_redirect(request)
         folder = found(request, name)
-        if plot not in run_detail(folder)["plots"]:  # only the report's own PNGs, by their listed names
+        if plot not in plots_of(folder):  # only the report's own PNGs, by their listed names
             raise _NotFound(f"No plot {plot!r} in run {name}.")
         return FileResponse(folder / "plots" / plot, media_type="image/png")
 

@@ -134,8 +134,13 @@ def run_detail(folder: Path, running: set[str] = frozenset()) -> dict:
             "loss": [(m["step"], m["loss"]) for m in metrics if "loss" in m],
             "eval_loss": [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m],
             "dev_accuracy": [(m.get("epoch") or m["step"], m["eval_dev_accuracy"]) for m in metrics if "eval_dev_accuracy" in m],
-            "plots": sorted(p.name for p in (folder / "plots").glob("*.png")) if (folder / "plots").exists() else [],
+            "plots": plots_of(folder),
             "console": (folder / "console.txt").read_text(errors="replace")[-4000:] if (folder / "console.txt").exists() else ""}
+
+
+def plots_of(folder: Path) -> list[str]:
+    """The PNG files the run's report drew (the only files of a run the pages serve)."""
+    return sorted(p.name for p in (folder / "plots").glob("*.png")) if (folder / "plots").exists() else []
 
 
 def compare(a: dict, b: dict) -> dict:
